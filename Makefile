@@ -1,0 +1,44 @@
+# Every target runs from a fresh clone: `make install` is a prerequisite where needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EMULATOR_PORT ?= 12111
+
+.DEFAULT_GOAL := help
+.PHONY: help install run emulator test lint format bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv and install the project with its dev tools
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: install ## Start the offline Stripe emulator (the service itself arrives with issue 3)
+	$(BIN)/python -m emulator --port $(EMULATOR_PORT)
+
+emulator: install ## Start the offline Stripe emulator (EMULATOR_PORT, default 12111)
+	$(BIN)/python -m emulator --port $(EMULATOR_PORT)
+
+test: install ## Run the whole test suite
+	$(BIN)/pytest
+
+lint: install ## ruff (lint and format check) and mypy strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install ## Emulator throughput benchmark (needs wrk: apt-get install wrk)
+	$(BIN)/python -m bench.emulator
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""An offline, stateful Stripe emulator speaking Stripe's wire protocol."""

@@ -1,0 +1,68 @@
+"""Test controls under `/_emulator/…`: faults, reset, clock, webhook delivery log, health.
+
+Resource-specific controls (completing a checkout session, finishing 3-D Secure) live beside
+their resource.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emulator.context import Ctx
+from emulator.errors import invalid_request, not_found
+from emulator.routing import router
+
+
+@router.route("POST", "/_emulator/faults", body="json")
+def add_fault(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    """Inject a fault. Body: `route` ("POST /v1/payment_intents", a template or a path; omit for
+    every /v1 call), then `status` (+ `retry_after`), `latency_ms`, `drop` ("before"/"after"), or
+    `webhook` ("duplicate" + `copies`, "reorder" + `batch`, "delay" + `delay_ms`, "drop"), with an
+    optional `event_type`; `times` limits how many requests or events it applies to."""
+    return ctx.emu.faults.add(params).as_dict()
+
+
+@router.route("GET", "/_emulator/faults")
+def list_faults(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    return {"object": "list", "data": [f.as_dict() for f in ctx.emu.faults.active]}
+
+
+@router.route("DELETE", "/_emulator/faults")
+def clear_faults(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    ctx.emu.faults.clear()
+    return {"deleted": True}
+
+
+@router.route("DELETE", "/_emulator/faults/{id}")
+def remove_fault(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    if not ctx.emu.faults.remove(ctx.path["id"]):
+        raise not_found("fault", ctx.path["id"])
+    return {"id": ctx.path["id"], "deleted": True}
+
+
+@router.route("DELETE", "/_emulator/data")
+def reset(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    """Forget every object, key, fault and pending delivery; reload the demo catalogue."""
+    ctx.emu.reset()
+    return {"deleted": True}
+
+
+@router.route("POST", "/_emulator/clock", body="json")
+def advance_clock(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    """Move the emulator's clock forward by `advance_seconds` (idempotency expiry, `created`)."""
+    seconds = params.get("advance_seconds")
+    if not isinstance(seconds, int) or seconds < 0:
+        raise invalid_request("advance_seconds must be a non-negative integer.")
+    ctx.emu.clock_offset += seconds
+    return {"now": ctx.now(), "offset": ctx.emu.clock_offset}
+
+
+@router.route("GET", "/_emulator/webhooks/deliveries")
+def deliveries(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    """Every webhook delivery attempt, oldest first: event, url, attempt, status or error."""
+    return {"object": "list", "data": list(ctx.emu.webhooks.log)}
+
+
+@router.route("GET", "/_emulator/health")
+def health(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "ok", "objects": {k: len(c) for k, c in ctx.store.collections.items()}}
