@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("uvicorn.error").addFilter(DropFilter())
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     uvicorn.run(
         create_app(config),
         host=config.host,

@@ -111,42 +111,38 @@ class EmulatorApp:
         key = (_header(scope, b"idempotency-key") or b"").decode() or None
         faults = emu.faults.for_request(method, route.template, path) if route.api else []
         drop_after = False
+        latency_ms = emu.config.latency_ms if route.api else 0
         for fault in faults:
-            if fault.latency_ms:
-                await asyncio.sleep(fault.latency_ms / 1000)
             if fault.drop == "before":
                 return 500, b"", _JSON, {}, True
             if fault.status is not None:
                 raise _fault_error(fault.status, fault.retry_after)
+            latency_ms += fault.latency_ms
             drop_after = drop_after or fault.drop == "after"
         params = _params(route, scope, body)
-        saved = None
-        remember = route.api and method == "POST" and key is not None
-        if remember:
-            assert key is not None
+        if not (route.api and method == "POST"):
+            key = None
+        if key is not None:
             saved = emu.idempotency.begin(account, key, method, path, params)
             if saved is not None:
                 headers = {**saved.headers, "Idempotent-Replayed": "true"}
                 return saved.status, saved.body, _JSON, headers, drop_after
         try:
             # After the key is marked in flight, so a concurrent retry with it sees a 409.
-            if route.api and emu.config.latency_ms:
-                await asyncio.sleep(emu.config.latency_ms / 1000)
+            if latency_ms:
+                await asyncio.sleep(latency_ms / 1000)
             ctx = Ctx(emu=emu, path=path_params, request_id=request_id, idempotency_key=key)
             status, out, content_type, headers = _run(route, ctx, params)
         except StripeError as exc:
-            if remember:
-                assert key is not None
+            if key is not None:
                 error_body = orjson.dumps(exc.body(request_id))
                 emu.idempotency.finish(account, key, exc.status, error_body, exc.headers)
             raise
         except BaseException:
-            if remember:
-                assert key is not None
+            if key is not None:
                 emu.idempotency.abandon(account, key)
             raise
-        if remember:
-            assert key is not None
+        if key is not None:
             headers = {**headers, "Idempotency-Key": key}
             emu.idempotency.finish(account, key, status, out, headers)
         return status, out, content_type, headers, drop_after

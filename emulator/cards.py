@@ -26,6 +26,7 @@ class TestCard:
     country: str = "US"
     decline_code: str | None = None  # a decline at confirmation
     requires_action: bool = False  # 3-D Secure on every payment
+    settles_later: bool = False  # emulator-only: the payment stays `processing` until settled
 
     @property
     def token(self) -> str:
@@ -49,6 +50,9 @@ CARDS = (
         decline_code="insufficient_funds",
     ),
     TestCard("authenticationRequired", "4000002760003184", "visa", requires_action=True),
+    # Not a Stripe card: Stripe's cards never stay `processing`, this one does until the
+    # `/_emulator/payment_intents/{intent}/settle` control finishes it.
+    TestCard("delayedSettlement", "4000000000000762", "visa", settles_later=True),
 )
 BY_TOKEN = {card.token: card for card in CARDS}
 BY_NUMBER = {card.number: card for card in CARDS}

@@ -34,6 +34,10 @@ class Fault:
 
 
 _API_FIELDS = ("status", "latency_ms", "drop")
+_INT_FIELDS = frozenset(
+    ("status", "retry_after", "latency_ms", "copies", "batch", "delay_ms", "times")
+)
+_STR_FIELDS = frozenset(("route", "drop", "webhook", "event_type"))
 
 
 class Faults:
@@ -49,10 +53,12 @@ class Faults:
         unknown = set(spec) - allowed
         if unknown:
             raise invalid_request(f"Unknown fault fields: {', '.join(sorted(unknown))}")
-        try:
-            fault = Fault(id=f"fault_{next(self._ids)}", **spec)
-        except TypeError as exc:
-            raise invalid_request(f"Invalid fault: {exc}") from None
+        for name, value in spec.items():
+            wanted = _INT_FIELDS if name in _INT_FIELDS else _STR_FIELDS
+            kind = int if wanted is _INT_FIELDS else str
+            if value is not None and (type(value) is not kind):
+                raise invalid_request(f"Invalid fault: {name} must be a {kind.__name__}.")
+        fault = Fault(id=f"fault_{next(self._ids)}", **spec)
         if fault.webhook is None and not any(getattr(fault, f) for f in _API_FIELDS):
             raise invalid_request("A fault needs one of status, latency_ms, drop or webhook.")
         if fault.webhook not in (None, "duplicate", "reorder", "delay", "drop"):

@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ForwardRef, Literal, Union
 
+import typing_extensions
 from stripe._request_options import RequestOptions
 
 from emulator.errors import invalid_request
@@ -104,7 +105,7 @@ class _Compiler:
             return Scalar("number")
         if hint is Any or hint is object:
             return Scalar("any")
-        if isinstance(hint, type) and typing.is_typeddict(hint):
+        if isinstance(hint, type) and typing_extensions.is_typeddict(hint):
             return self.typeddict(hint)
         origin = typing.get_origin(hint)
         args = typing.get_args(hint)

@@ -80,6 +80,9 @@ class Webhooks:
         deliveries = [
             Delivery(event, payload, url, secret, self.generation) for url, secret in targets
         ]
+        if self._hold_for:
+            self._hold(deliveries)
+            return
         fault = self.faults_source(event["type"])
         if fault is None:
             self._enqueue(deliveries)
@@ -91,13 +94,16 @@ class Webhooks:
             loop = asyncio.get_running_loop()
             loop.call_later(fault.delay_ms / 1000, self._enqueue, deliveries)
         elif fault.webhook == "reorder":
-            if self._hold_for == 0:
-                self._hold_for = max(2, fault.batch)
-            self._held.append(deliveries)
-            if len(self._held) >= self._hold_for:
-                held, self._held, self._hold_for = self._held, [], 0
-                for group in reversed(held):
-                    self._enqueue(group)
+            self._hold_for = max(2, fault.batch)
+            self._hold(deliveries)
+
+    def _hold(self, deliveries: list[Delivery]) -> None:
+        """Keep events back until a reorder fault's batch is full, then send them newest first."""
+        self._held.append(deliveries)
+        if len(self._held) >= self._hold_for:
+            held, self._held, self._hold_for = self._held, [], 0
+            for group in reversed(held):
+                self._enqueue(group)
 
     def _enqueue(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
