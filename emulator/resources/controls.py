@@ -66,3 +66,9 @@ def deliveries(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
 @router.route("GET", "/_emulator/health")
 def health(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     return {"status": "ok", "objects": {k: len(c) for k, c in ctx.store.collections.items()}}
+
+
+@router.route("GET", "/_emulator/routes")
+def routes(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    """Every route the emulator serves, as "METHOD /template"."""
+    return {"object": "list", "data": [r.name for r in router.routes]}
