@@ -15,6 +15,7 @@ from emulator.store import Collection, Store
 from emulator.webhooks import Webhooks
 
 Includer = Callable[["Emulator", dict[str, Any]], Any]
+Listener = Callable[["Ctx", dict[str, Any]], None]
 
 
 class Emulator:
@@ -22,6 +23,9 @@ class Emulator:
 
     seeders: list[Callable[[Emulator], None]] = []
     includers: dict[tuple[str, str], Includer] = {}
+    # Called with every event a request records, after it is recorded (e.g. a checkout session
+    # following its payment intent).
+    listeners: list[Listener] = []
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -75,14 +79,23 @@ class Ctx:
         self, type_: str, obj: dict[str, Any], previous: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """Record an event (and queue its webhook deliveries) for a change this request made."""
-        return self.emu.events.emit(
+        event = self.emu.events.emit(
             type_, obj, previous, request_id=self.request_id, idempotency_key=self.idempotency_key
         )
+        for listener in self.emu.listeners:
+            listener(self, event)
+        return event
 
 
 def seeder(fn: Callable[[Emulator], None]) -> Callable[[Emulator], None]:
     """Register demo data to create at start and after each reset (unless `--empty`)."""
     Emulator.seeders.append(fn)
+    return fn
+
+
+def listener(fn: Listener) -> Listener:
+    """Register a function called with every event recorded through `Ctx.emit`."""
+    Emulator.listeners.append(fn)
     return fn
 
 

@@ -1,1 +1,134 @@
-"""TODO"""
+"""Products (`prod_…`): `/v1/products` create, retrieve, update and list.
+
+Also exports `create_product`, which prices and checkout sessions use for `product_data`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stripe.params import (
+    ProductCreateParams,
+    ProductListParams,
+    ProductRetrieveParams,
+    ProductUpdateParams,
+)
+
+from emulator.context import Ctx
+from emulator.errors import invalid_request
+from emulator.ids import new_id
+from emulator.metadata import checked, merged
+from emulator.objects import blank
+from emulator.routing import router
+from emulator.store import Obj, paginate
+
+PRODUCT_ID_LENGTH = 14
+# Fields a create or an update copies as given.
+_PLAIN = ("description", "shippable", "statement_descriptor", "tax_code", "unit_label", "url")
+
+
+def new_product(now: int, params: dict[str, Any], *, product_id: str | None = None) -> Obj:
+    """A product object from create parameters (not stored)."""
+    product = blank(
+        "product",
+        id=product_id or new_id("prod", PRODUCT_ID_LENGTH),
+        active=params.get("active", True),
+        created=now,
+        images=list(params.get("images") or []),
+        marketing_features=[{"name": f["name"]} for f in params.get("marketing_features") or []],
+        metadata=checked(params.get("metadata")),
+        name=params["name"],
+        package_dimensions=params.get("package_dimensions"),
+        type=params.get("type", "service"),
+        updated=now,
+    )
+    for field in _PLAIN:
+        if field in params:
+            product[field] = params[field]
+    # `tax_details` only appears on products that set it.
+    product.pop("tax_details", None)
+    return product
+
+
+def create_product(ctx: Ctx, params: dict[str, Any], *, param: str = "id") -> Obj:
+    """Store a new product (emitting `product.created`); a taken custom id is refused."""
+    product_id = params.get("id")
+    if product_id is not None and ctx.coll("product").find(product_id) is not None:
+        raise invalid_request(
+            f"Product already exists.: '{product_id}'", param=param, code="resource_already_exists"
+        )
+    product = new_product(ctx.now(), params, product_id=product_id)
+    ctx.coll("product").add(product)
+    ctx.emit("product.created", product)
+    return product
+
+
+@router.route("POST", "/v1/products", ProductCreateParams)
+def create(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    if "default_price_data" in params:
+        # Checked before anything is stored, so a refused price leaves no product behind.
+        from emulator.resources.prices import checked_price_params
+
+        checked_price_params(
+            params["default_price_data"], "default_price_data", needs_product=False
+        )
+    product = create_product(ctx, params)
+    if "default_price_data" in params:
+        from emulator.resources.prices import create_price
+
+        data = {**params["default_price_data"], "product": product["id"]}
+        price = create_price(ctx, data, param="default_price_data")
+        product["default_price"] = price["id"]
+    return product
+
+
+@router.route("GET", "/v1/products/{id}", ProductRetrieveParams)
+def retrieve(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    return ctx.coll("product").get(ctx.path["id"])
+
+
+@router.route("POST", "/v1/products/{id}", ProductUpdateParams)
+def update(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    product = ctx.coll("product").get(ctx.path["id"])
+    before = {k: product[k] for k in product}
+    if "default_price" in params:
+        price = ctx.coll("price").find(params["default_price"])
+        if price is None or price["product"] != product["id"]:
+            raise invalid_request(
+                f"No such price: '{params['default_price']}'",
+                param="default_price",
+                code="resource_missing",
+            )
+        product["default_price"] = price["id"]
+    for field in ("active", "name", "package_dimensions", *_PLAIN):
+        if field in params:
+            product[field] = None if params[field] == "" else params[field]
+    if "images" in params:
+        product["images"] = [] if params["images"] == "" else list(params["images"])
+    if "marketing_features" in params:
+        features = params["marketing_features"]
+        product["marketing_features"] = [{"name": f["name"]} for f in features or []]
+    if "metadata" in params:
+        product["metadata"] = merged(product["metadata"], params["metadata"])
+    previous = {k: v for k, v in before.items() if product[k] != v}
+    if previous:
+        product["updated"] = ctx.now()
+        ctx.emit("product.updated", product, previous)
+    return product
+
+
+@router.route("GET", "/v1/products", ProductListParams)
+def list_(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    ids = set(params["ids"]) if params.get("ids") else None
+    checks = [
+        (field, params[field])
+        for field in ("active", "shippable", "type", "url")
+        if field in params
+    ]
+
+    def where(product: Obj) -> bool:
+        if ids is not None and product["id"] not in ids:
+            return False
+        return all(product.get(field) == value for field, value in checks)
+
+    return paginate(ctx.coll("product"), params, "/v1/products", where)
