@@ -45,9 +45,19 @@ def wrk(url: str, *, connections: int, seconds: int, stop_after: int = 0) -> Run
     script = os.path.join(os.path.dirname(__file__), "post.lua")
     env = {**os.environ, "BODY": BODY, "API_KEY": API_KEY, "STOP_AFTER": str(stop_after)}
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", script,
-         f"{url}/v1/payment_intents"],
-        env=env, capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "-s",
+            script,
+            f"{url}/v1/payment_intents",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     line = next(line for line in out.splitlines() if line.startswith("JSON "))
     data = json.loads(line[5:])
@@ -94,11 +104,15 @@ def main() -> None:
             wrk(url, connections=args.connections, seconds=600, stop_after=missing)
             missing = args.objects - stored(url)
         full = wrk(url, connections=args.connections, seconds=args.seconds)
-        print(f"machine: {os.cpu_count()} cores; wrk -t1 -c{args.connections} "
-              f"-d{args.seconds}s POST /v1/payment_intents")
+        print(
+            f"machine: {os.cpu_count()} cores; wrk -t1 -c{args.connections} "
+            f"-d{args.seconds}s POST /v1/payment_intents"
+        )
         for name, run in (("store near empty", empty), (f"{stored(url):,} stored", full)):
-            print(f"  {name:>18}: {run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms  "
-                  f"p99 {run.p99_ms:6.2f} ms  errors {run.errors}")
+            print(
+                f"  {name:>18}: {run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms  "
+                f"p99 {run.p99_ms:6.2f} ms  errors {run.errors}"
+            )
         print(f"  ratio full/empty: {full.rps / empty.rps:.2f} (1.00 = no slowdown as it fills)")
     finally:
         emulator.terminate()

@@ -35,7 +35,13 @@ def real_ids(controls: httpx.Client) -> dict[str, str]:
     customer = post("/v1/customers", {"email": "a@example.com"})
     intent = post(
         "/v1/payment_intents",
-        {"amount": "2000", "currency": "usd", "confirm": "true", "payment_method": "pm_card_visa"},
+        {
+            "amount": "2000",
+            "currency": "usd",
+            "confirm": "true",
+            "payment_method": "pm_card_visa",
+            "return_url": "https://e.com/back",
+        },
     )
     refund = post("/v1/refunds", {"payment_intent": intent["id"], "amount": "100"})
     session = post(

@@ -22,6 +22,9 @@ def sdk_fields(object_name: str) -> set[str]:
     }
 
 
+# Server-side confirmation of an intent that allows redirecting payment methods needs one.
+RETURN_URL = "https://example.com/order/complete"
+
 # Fields Stripe leaves out of a response unless they are expanded.
 EXPAND_ONLY = {
     "customer": {
@@ -192,7 +195,9 @@ class TestPaymentIntents:
                 "automatic_payment_methods": {"enabled": True},
             }
         )
-        client.v1.payment_intents.confirm(intent.id, params={"payment_method": "pm_card_visa"})
+        client.v1.payment_intents.confirm(
+            intent.id, params={"payment_method": "pm_card_visa", "return_url": RETURN_URL}
+        )
         captured = client.v1.payment_intents.capture(intent.id, params={"amount_to_capture": 4500})
         assert captured.status == "succeeded"
         assert captured.amount_received == 4500
@@ -210,7 +215,9 @@ class TestPaymentIntents:
             intent = client.v1.payment_intents.create(
                 params={"amount": 2000, "currency": "usd", "metadata": {"order_id": order_id}}
             )
-            client.v1.payment_intents.confirm(intent.id, params={"payment_method": "pm_card_visa"})
+            client.v1.payment_intents.confirm(
+                intent.id, params={"payment_method": "pm_card_visa", "return_url": RETURN_URL}
+            )
         results = client.v1.payment_intents.search(
             params={"query": "status:'succeeded' AND metadata['order_id']:'12345'"}
         )
@@ -256,6 +263,7 @@ class TestCustomersAndRefunds:
                 "currency": "usd",
                 "confirm": True,
                 "payment_method": "pm_card_visa",
+                "return_url": RETURN_URL,
             }
         )
         refund = client.v1.refunds.create(
