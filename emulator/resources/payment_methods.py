@@ -129,22 +129,7 @@ def _card_from_number(ctx: Ctx, given: dict[str, Any]) -> tuple[cards.TestCard, 
     for field in ("exp_month", "exp_year"):
         if field not in given:
             raise _missing(f"card[{field}]")
-    month, year = given["exp_month"], given["exp_year"]
-    if 0 <= year < 100:
-        year += 2000
-    if not 1 <= month <= 12:
-        raise _card_error(
-            "Your card's expiration month is invalid.", "invalid_expiry_month", "card[exp_month]"
-        )
-    this_year, this_month = _year_month(ctx.now())
-    if year < this_year or year > this_year + 50:
-        raise _card_error(
-            "Your card's expiration year is invalid.", "invalid_expiry_year", "card[exp_year]"
-        )
-    if year == this_year and month < this_month:
-        raise _card_error(
-            "Your card's expiration month is invalid.", "invalid_expiry_month", "card[exp_month]"
-        )
+    month, year = _checked_expiry(ctx, given["exp_month"], given["exp_year"])
     cvc = given.get("cvc")
     if cvc is not None and not (cvc.isdigit() and len(cvc) in (3, 4)):
         raise _card_error("Your card's security code is invalid.", "invalid_cvc", "card[cvc]")
@@ -262,24 +247,26 @@ def update(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     return pm
 
 
-def _update_card(ctx: Ctx, card: dict[str, Any], given: dict[str, Any]) -> None:
-    month = given.get("exp_month", card["exp_month"])
-    year = given.get("exp_year", card["exp_year"])
+def _checked_expiry(ctx: Ctx, month: int, year: int) -> tuple[int, int]:
+    """A card's expiry as Stripe checks it (two-digit years allowed), or its 402."""
     if 0 <= year < 100:
         year += 2000
-    if not 1 <= month <= 12:
+    this_year, this_month = _year_month(ctx.now())
+    if not 1 <= month <= 12 or (year == this_year and month < this_month):
         raise _card_error(
             "Your card's expiration month is invalid.", "invalid_expiry_month", "card[exp_month]"
         )
-    this_year, this_month = _year_month(ctx.now())
     if year < this_year or year > this_year + 50:
         raise _card_error(
             "Your card's expiration year is invalid.", "invalid_expiry_year", "card[exp_year]"
         )
-    if year == this_year and month < this_month:
-        raise _card_error(
-            "Your card's expiration month is invalid.", "invalid_expiry_month", "card[exp_month]"
-        )
+    return month, year
+
+
+def _update_card(ctx: Ctx, card: dict[str, Any], given: dict[str, Any]) -> None:
+    month, year = _checked_expiry(
+        ctx, given.get("exp_month", card["exp_month"]), given.get("exp_year", card["exp_year"])
+    )
     card["exp_month"], card["exp_year"] = month, year
     if "networks" in given:
         preferred = given["networks"].get("preferred")
