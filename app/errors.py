@@ -1,0 +1,137 @@
+"""The service's errors and the one envelope they render as:
+`{"error": {"type", "code", "message", "param"}}`, modelled on Stripe's. Nothing answers with a
+traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("app.errors")
+
+
+class AppError(Exception):
+    status = 400
+    type = "invalid_request_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.param = param
+        self.headers = headers or {}
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {
+            "type": self.type,
+            "code": self.code,
+            "message": self.message,
+            "param": self.param,
+        }
+        error.update(self.extra)
+        return {"error": error}
+
+
+class InvalidRequest(AppError):
+    """Our own validation, or Stripe's invalid-request error passed through (400)."""
+
+
+class NotFound(AppError):
+    status = 404
+    code = "resource_missing"
+
+
+class Conflict(AppError):
+    status = 409
+
+
+class CardDeclined(AppError):
+    """Stripe's card error: 402 with Stripe's code (`card_declined`, …) and decline code."""
+
+    status = 402
+    type = "card_error"
+
+
+class StripeUnavailable(AppError):
+    """Stripe rate limited us or could not be reached: retry later (503 with Retry-After)."""
+
+    status = 503
+    type = "api_error"
+    code = "stripe_unavailable"
+
+
+class OutcomeUnknown(StripeUnavailable):
+    """The call may or may not have taken effect on Stripe (a timeout, a dropped connection)."""
+
+    code = "stripe_outcome_unknown"
+
+
+class StripeFailure(AppError):
+    """Stripe answered with an error we do not expect (a 5xx, an authentication failure)."""
+
+    status = 502
+    type = "api_error"
+    code = "stripe_error"
+
+
+class Unauthorized(AppError):
+    status = 401
+    type = "authentication_error"
+    code = "api_key_invalid"
+
+
+def _render(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that render every error in the envelope."""
+
+    @app.exception_handler(AppError)
+    async def app_error(_request: Request, exc: AppError) -> JSONResponse:
+        return _render(exc.status, exc.body(), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        param = location[0] + "".join(f"[{p}]" for p in location[1:]) if location else None
+        message = str(first.get("msg", "Invalid request."))
+        if param:
+            message = f"{param}: {message}"
+        body = InvalidRequest(message, code="parameter_invalid", param=param).body()
+        return _render(400, body)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "route_not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        error = AppError(str(exc.detail), code=code, status=exc.status_code)
+        return _render(exc.status_code, error.body(), dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        error = AppError("An internal error occurred.", code="internal_error", status=500)
+        error.type = "api_error"
+        return _render(500, error.body())

@@ -1,0 +1,226 @@
+"""`Idempotency-Key` on our own POST endpoints, as pure ASGI middleware.
+
+The first request with a key claims it (a row committed at once, so every replica sees it), runs,
+and stores its response; the same key and body later replay that response for 24 hours. The same
+key with another body is a 400 `idempotency_error`; a key whose first request is still running is
+a 409 the caller can retry. A response of 5xx (or 401/409/429) is not kept: the key is released.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.auth import key_digest
+from app.models import IdempotencyKey
+from app.models.base import aware, utcnow
+
+NOT_KEPT = {401, 409, 429}
+MAX_KEY_LENGTH = 255
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp, ttl_seconds: int = 24 * 60 * 60) -> None:
+        self.app = app
+        self.ttl = timedelta(seconds=ttl_seconds)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        key = headers.get(b"idempotency-key", b"").decode("latin-1").strip()
+        if not key:
+            await self.app(scope, receive, send)
+            return
+        if len(key) > MAX_KEY_LENGTH:
+            await _error(send, 400, "Idempotency-Key is longer than 255 characters.")
+            return
+        body = await _read_body(receive)
+        owner = _owner(headers.get(b"authorization", b""))
+        fingerprint = hashlib.sha256(
+            b"\n".join([scope["path"].encode(), scope.get("query_string", b""), body])
+        ).hexdigest()
+        sessionmaker: async_sessionmaker[AsyncSession] = scope["app"].state.sessionmaker
+        claimed, existing = await self._claim(sessionmaker, owner, key, fingerprint)
+        if not claimed:
+            assert existing is not None
+            await _replay_or_refuse(send, existing, fingerprint, key)
+            return
+        captured = _Captured()
+        try:
+            await self.app(scope, _replay_body(body), captured.send)
+        except BaseException:
+            await self._release(sessionmaker, owner, key)
+            raise
+        if captured.status >= 500 or captured.status in NOT_KEPT:
+            await self._release(sessionmaker, owner, key)
+        else:
+            await self._store(sessionmaker, owner, key, captured)
+        await captured.replay(send)
+
+    async def _claim(
+        self, sessionmaker: async_sessionmaker[AsyncSession], owner: str, key: str, fingerprint: str
+    ) -> tuple[bool, IdempotencyKey | None]:
+        async with sessionmaker() as session:
+            for _ in range(2):
+                try:
+                    session.add(IdempotencyKey(owner=owner, key=key, fingerprint=fingerprint))
+                    await session.commit()
+                    return True, None
+                except IntegrityError:
+                    await session.rollback()
+                existing = await session.scalar(
+                    select(IdempotencyKey).where(
+                        IdempotencyKey.owner == owner, IdempotencyKey.key == key
+                    )
+                )
+                if existing is None:
+                    continue
+                if aware(existing.created_at) < utcnow() - self.ttl:
+                    await session.delete(existing)
+                    await session.commit()
+                    continue
+                return False, existing
+        return False, None
+
+    async def _store(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        owner: str,
+        key: str,
+        captured: _Captured,
+    ) -> None:
+        async with sessionmaker() as session:
+            row = await session.scalar(
+                select(IdempotencyKey).where(
+                    IdempotencyKey.owner == owner, IdempotencyKey.key == key
+                )
+            )
+            if row is not None:
+                row.status_code = captured.status
+                row.response = json.dumps(
+                    {"headers": captured.kept_headers(), "body": captured.body.decode("utf-8")}
+                )
+                await session.commit()
+
+    async def _release(
+        self, sessionmaker: async_sessionmaker[AsyncSession], owner: str, key: str
+    ) -> None:
+        async with sessionmaker() as session:
+            await session.execute(
+                delete(IdempotencyKey).where(
+                    IdempotencyKey.owner == owner,
+                    IdempotencyKey.key == key,
+                    IdempotencyKey.status_code.is_(None),
+                )
+            )
+            await session.commit()
+
+
+class _Captured:
+    """A response held back until the key has stored it."""
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = b""
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            self.body += message.get("body", b"")
+
+    def kept_headers(self) -> list[tuple[str, str]]:
+        return [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in self.headers
+            if k.lower() in (b"content-type", b"retry-after")
+        ]
+
+    async def replay(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def _owner(authorization: bytes) -> str:
+    token = authorization.decode("latin-1").partition(" ")[2].strip()
+    return key_digest(token) if token else "anonymous"
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replay_body(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _replay_or_refuse(send: Send, row: IdempotencyKey, fingerprint: str, key: str) -> None:
+    if row.fingerprint != fingerprint:
+        await _error(
+            send,
+            400,
+            f"Idempotency-Key '{key}' was already used with another request; a key can only be "
+            "reused with the same method, path and body.",
+            code="idempotency_key_reused",
+        )
+        return
+    if row.status_code is None or row.response is None:
+        await _error(
+            send,
+            409,
+            "A request with this Idempotency-Key is still in progress; retry shortly.",
+            code="idempotency_key_in_use",
+            headers=[(b"retry-after", b"1")],
+        )
+        return
+    stored: dict[str, Any] = json.loads(row.response)
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in stored["headers"]]
+    headers.append((b"idempotent-replayed", b"true"))
+    await send({"type": "http.response.start", "status": row.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": stored["body"].encode("utf-8")})
+
+
+async def _error(
+    send: Send,
+    status: int,
+    message: str,
+    *,
+    code: str = "idempotency_error",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    body = json.dumps(
+        {"error": {"type": "idempotency_error", "code": code, "message": message, "param": None}}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *(headers or [])],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,19 @@
+"""SQLAlchemy models, one module per table family; importing this registers them all."""
+
+from app.models.base import Base
+from app.models.infrastructure import IdempotencyKey, WebhookEvent
+from app.models.order import Order, OrderHistory, OrderStatus
+from app.models.stripe_objects import CheckoutSession, Customer, PaymentIntent, Refund
+
+__all__ = [
+    "Base",
+    "CheckoutSession",
+    "Customer",
+    "IdempotencyKey",
+    "Order",
+    "OrderHistory",
+    "OrderStatus",
+    "PaymentIntent",
+    "Refund",
+    "WebhookEvent",
+]

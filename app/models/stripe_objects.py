@@ -1,0 +1,74 @@
+"""Local mirrors of the Stripe objects we track, each unique on its Stripe id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, Json, StripeId, Timestamps
+
+
+class Customer(Timestamps, Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    stripe_id: Mapped[str] = mapped_column(StripeId, unique=True)
+    email: Mapped[str | None] = mapped_column(String(512), index=True)
+    name: Mapped[str | None] = mapped_column(String(512))
+    default_payment_method: Mapped[str | None] = mapped_column(StripeId)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", Json, default=dict)
+
+
+class PaymentIntent(Timestamps, Base):
+    """What we last saw of a PaymentIntent; search and lists are answered from here."""
+
+    __tablename__ = "payment_intents"
+    __table_args__ = (Index("ix_payment_intents_status_created", "status", "created"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    stripe_id: Mapped[str] = mapped_column(StripeId, unique=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    amount_received: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_capturable: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    customer: Mapped[str | None] = mapped_column(StripeId, index=True)
+    capture_method: Mapped[str | None] = mapped_column(String(32))
+    latest_charge: Mapped[str | None] = mapped_column(StripeId)
+    created: Mapped[int] = mapped_column(BigInteger)  # Stripe's unix seconds
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", Json, default=dict)
+    # The Stripe object as last seen, without its client secret.
+    data: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+
+
+class CheckoutSession(Timestamps, Base):
+    __tablename__ = "checkout_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    stripe_id: Mapped[str] = mapped_column(StripeId, unique=True)
+    order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    mode: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str | None] = mapped_column(String(32))
+    payment_status: Mapped[str | None] = mapped_column(String(32))
+    customer: Mapped[str | None] = mapped_column(StripeId)
+    payment_intent: Mapped[str | None] = mapped_column(StripeId)
+    subscription: Mapped[str | None] = mapped_column(StripeId)
+    amount_total: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    url: Mapped[str | None] = mapped_column(String(2048))
+
+
+class Refund(Timestamps, Base):
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    stripe_id: Mapped[str] = mapped_column(StripeId, unique=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    payment_intent: Mapped[str] = mapped_column(StripeId, index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(String(64))

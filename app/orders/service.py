@@ -1,0 +1,224 @@
+"""Orders: create them, find them (locked for update), and move them through the state machine,
+keeping a history entry for every change and the local mirror of their payment intent."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.errors import NotFound
+from app.models import CheckoutSession, Order, OrderHistory, OrderStatus, PaymentIntent, Refund
+from app.orders.state import Decision, decide, status_for_payment_intent, status_for_refunds
+
+
+async def create_order(
+    session: AsyncSession,
+    *,
+    amount: int,
+    currency: str,
+    source: str,
+    customer: str | None = None,
+    description: str | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Order:
+    """A new `pending` order, flushed so its id can key the Stripe call that follows."""
+    order = Order(
+        amount=amount,
+        currency=currency,
+        customer=customer,
+        description=description,
+        metadata_=metadata or {},
+        status=OrderStatus.PENDING,
+    )
+    session.add(order)
+    await session.flush()
+    session.add(
+        OrderHistory(order_id=order.id, from_status=None, to_status=order.status, source=source)
+    )
+    await session.flush()
+    return order
+
+
+async def get_order(session: AsyncSession, order_id: str, *, for_update: bool = False) -> Order:
+    query = select(Order).where(Order.id == order_id)
+    if for_update:
+        query = query.with_for_update()
+    order = await session.scalar(query)
+    if order is None:
+        raise NotFound(f"No such order: '{order_id}'", param="id")
+    return order
+
+
+async def find_order_for_payment_intent(
+    session: AsyncSession, payment_intent: str, *, for_update: bool = True
+) -> Order | None:
+    query = select(Order).where(Order.payment_intent == payment_intent)
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def find_order_for_checkout_session(
+    session: AsyncSession, checkout_session: str, *, for_update: bool = True
+) -> Order | None:
+    query = select(Order).where(Order.checkout_session == checkout_session)
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def history_of(session: AsyncSession, order_id: str) -> Sequence[OrderHistory]:
+    rows = await session.scalars(
+        select(OrderHistory).where(OrderHistory.order_id == order_id).order_by(OrderHistory.id)
+    )
+    return rows.all()
+
+
+async def with_history(session: AsyncSession, order_id: str) -> Order:
+    order = await session.scalar(
+        select(Order).where(Order.id == order_id).options(selectinload(Order.history))
+    )
+    if order is None:
+        raise NotFound(f"No such order: '{order_id}'", param="id")
+    return order
+
+
+async def move(session: AsyncSession, order: Order, target: OrderStatus, source: str) -> Decision:
+    """Apply a transition if the state machine allows it, with its history entry."""
+    decision = decide(OrderStatus(order.status), target)
+    if decision is Decision.APPLY:
+        session.add(
+            OrderHistory(
+                order_id=order.id, from_status=order.status, to_status=target, source=source
+            )
+        )
+        order.status = target
+        await session.flush()
+    return decision
+
+
+async def sync_payment_intent(
+    session: AsyncSession,
+    order: Order,
+    intent: dict[str, Any],
+    source: str,
+    *,
+    failed: bool = False,
+) -> Decision:
+    """Record what Stripe says of the order's payment intent (the mirror row, the amounts) and
+    move the order to the status it implies. `failed` marks a `payment_failed` report."""
+    mirror = await session.scalar(
+        select(PaymentIntent).where(PaymentIntent.stripe_id == intent["id"])
+    )
+    data = {k: v for k, v in intent.items() if k != "client_secret"}
+    fields = {
+        "status": intent["status"],
+        "amount": intent["amount"],
+        "amount_received": intent.get("amount_received") or 0,
+        "amount_capturable": intent.get("amount_capturable") or 0,
+        "currency": intent["currency"],
+        "customer": _id(intent.get("customer")),
+        "capture_method": intent.get("capture_method"),
+        "latest_charge": _id(intent.get("latest_charge")),
+        "created": intent["created"],
+        "metadata_": dict(intent.get("metadata") or {}),
+        "data": data,
+    }
+    if mirror is None:
+        session.add(PaymentIntent(stripe_id=intent["id"], order_id=order.id, **fields))
+    elif not _is_stale(mirror, intent):
+        for name, value in fields.items():
+            setattr(mirror, name, value)
+    if order.payment_intent is None:
+        order.payment_intent = intent["id"]
+    order.amount_received = max(order.amount_received, fields["amount_received"])
+    target = status_for_payment_intent(intent["status"], failed=failed)
+    if target is None:
+        await session.flush()
+        return Decision.SAME
+    return await move(session, order, target, source)
+
+
+async def apply_refunded_amount(
+    session: AsyncSession, order: Order, amount_refunded: int, source: str
+) -> Decision:
+    """Take the charge's refunded total (it only grows) and move to (partially_)refunded."""
+    order.amount_refunded = max(order.amount_refunded, amount_refunded)
+    target = status_for_refunds(order.amount_received or order.amount, order.amount_refunded)
+    if target is None:
+        await session.flush()
+        return Decision.SAME
+    return await move(session, order, target, source)
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return str(value["id"])
+    return str(value) if value else None
+
+
+def _is_stale(mirror: PaymentIntent, intent: dict[str, Any]) -> bool:
+    """A snapshot older than the mirror: anything but the final status once it is final."""
+    return mirror.status in ("succeeded", "canceled") and intent["status"] != mirror.status
+
+
+async def record_refund(session: AsyncSession, order: Order, refund: dict[str, Any]) -> None:
+    """Create or update the local mirror of a Stripe refund."""
+    row = await session.scalar(select(Refund).where(Refund.stripe_id == refund["id"]))
+    if row is None:
+        session.add(
+            Refund(
+                stripe_id=refund["id"],
+                order_id=order.id,
+                payment_intent=_id(refund.get("payment_intent")) or order.payment_intent or "",
+                amount=refund["amount"],
+                currency=refund["currency"],
+                status=refund.get("status"),
+                reason=refund.get("reason"),
+            )
+        )
+    else:
+        row.status = refund.get("status")
+        row.reason = refund.get("reason")
+    await session.flush()
+
+
+async def record_checkout_session(
+    session: AsyncSession, order: Order | None, checkout: dict[str, Any]
+) -> None:
+    """Create or update the local mirror of a Checkout Session (and link its payment intent)."""
+    row = await session.scalar(
+        select(CheckoutSession).where(CheckoutSession.stripe_id == checkout["id"])
+    )
+    fields = {
+        "mode": checkout["mode"],
+        "status": checkout.get("status"),
+        "payment_status": checkout.get("payment_status"),
+        "customer": _id(checkout.get("customer")),
+        "payment_intent": _id(checkout.get("payment_intent")),
+        "subscription": _id(checkout.get("subscription")),
+        "amount_total": checkout.get("amount_total"),
+        "currency": checkout.get("currency"),
+        "url": checkout.get("url"),
+    }
+    if row is None:
+        session.add(
+            CheckoutSession(
+                stripe_id=checkout["id"], order_id=order.id if order else None, **fields
+            )
+        )
+    else:
+        for name, value in fields.items():
+            if value is not None or name in ("status", "payment_status"):
+                setattr(row, name, value)
+    if order is not None:
+        order.checkout_session = checkout["id"]
+        if fields["payment_intent"] and order.payment_intent is None:
+            order.payment_intent = fields["payment_intent"]
+        if fields["customer"] and order.customer is None:
+            order.customer = fields["customer"]
+    await session.flush()

@@ -1,0 +1,5 @@
+"""Stub: replaced by the domain work."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

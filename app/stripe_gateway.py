@@ -1,0 +1,312 @@
+"""The only code that imports `stripe`: one thin async method per Stripe operation.
+
+Errors become the service's own (`app.errors`): a card error is 402 with Stripe's code; Stripe's
+invalid-request errors are 400/404 with Stripe's message; rate limiting is 503 with Retry-After;
+a timeout or dropped connection on a write means the outcome is unknown, never "failed".
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import stripe
+from stripe.params import (
+    CustomerCreateParams,
+    CustomerListParams,
+    CustomerUpdateParams,
+    PaymentIntentCancelParams,
+    PaymentIntentCaptureParams,
+    PaymentIntentConfirmParams,
+    PaymentIntentCreateParams,
+    PaymentMethodAttachParams,
+    RefundCreateParams,
+)
+from stripe.params.checkout import SessionCreateParams
+
+from app.config import Settings
+from app.errors import (
+    AppError,
+    CardDeclined,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    OutcomeUnknown,
+    StripeFailure,
+    StripeUnavailable,
+)
+
+log = logging.getLogger("app.stripe")
+T = TypeVar("T")
+StripeObject = stripe.StripeObject
+Event = stripe.Event
+SignatureError = stripe.SignatureVerificationError
+
+
+class StripeGateway:
+    def __init__(self, settings: Settings) -> None:
+        base = {"api": settings.stripe_base} if settings.stripe_base else None
+        self._http = stripe.HTTPXClient(timeout=settings.stripe_timeout_seconds)
+        self.client = stripe.StripeClient(
+            settings.stripe_key,
+            http_client=self._http,
+            base_addresses=base,  # type: ignore[arg-type]
+            max_network_retries=settings.stripe_max_network_retries,
+        )
+        self.webhook_secret = settings.webhook_secret
+        self.webhook_tolerance = settings.webhook_tolerance_seconds
+
+    async def close(self) -> None:
+        await self._http.close_async()  # type: ignore[no-untyped-call]
+
+    # Webhooks ------------------------------------------------------------------------------
+
+    def verify_event(self, payload: bytes, signature: str) -> Event:
+        """The event, if `Stripe-Signature` is valid for the raw body; raises SignatureError."""
+        event: Event = stripe.Webhook.construct_event(
+            payload, signature, self.webhook_secret, tolerance=self.webhook_tolerance
+        )
+        return event
+
+    # Payment intents -----------------------------------------------------------------------
+
+    async def create_payment_intent(
+        self, params: PaymentIntentCreateParams, idempotency_key: str
+    ) -> stripe.PaymentIntent:
+        return await self._write(
+            "payment_intent.create",
+            lambda: self.client.v1.payment_intents.create_async(
+                params, {"idempotency_key": idempotency_key}
+            ),
+        )
+
+    async def retrieve_payment_intent(self, intent_id: str) -> stripe.PaymentIntent:
+        return await self._read(
+            "payment_intent.retrieve",
+            lambda: self.client.v1.payment_intents.retrieve_async(intent_id),
+        )
+
+    async def confirm_payment_intent(
+        self, intent_id: str, params: PaymentIntentConfirmParams, idempotency_key: str
+    ) -> stripe.PaymentIntent:
+        return await self._write(
+            "payment_intent.confirm",
+            lambda: self.client.v1.payment_intents.confirm_async(
+                intent_id, params, {"idempotency_key": idempotency_key}
+            ),
+        )
+
+    async def capture_payment_intent(
+        self, intent_id: str, params: PaymentIntentCaptureParams, idempotency_key: str
+    ) -> stripe.PaymentIntent:
+        return await self._write(
+            "payment_intent.capture",
+            lambda: self.client.v1.payment_intents.capture_async(
+                intent_id, params, {"idempotency_key": idempotency_key}
+            ),
+        )
+
+    async def cancel_payment_intent(
+        self, intent_id: str, params: PaymentIntentCancelParams, idempotency_key: str
+    ) -> stripe.PaymentIntent:
+        return await self._write(
+            "payment_intent.cancel",
+            lambda: self.client.v1.payment_intents.cancel_async(
+                intent_id, params, {"idempotency_key": idempotency_key}
+            ),
+        )
+
+    # Customers and payment methods ---------------------------------------------------------
+
+    async def create_customer(
+        self, params: CustomerCreateParams, idempotency_key: str
+    ) -> stripe.Customer:
+        return await self._write(
+            "customer.create",
+            lambda: self.client.v1.customers.create_async(
+                params, {"idempotency_key": idempotency_key}
+            ),
+        )
+
+    async def retrieve_customer(self, customer_id: str) -> stripe.Customer:
+        return await self._read(
+            "customer.retrieve", lambda: self.client.v1.customers.retrieve_async(customer_id)
+        )
+
+    async def update_customer(
+        self, customer_id: str, params: CustomerUpdateParams, idempotency_key: str
+    ) -> stripe.Customer:
+        return await self._write(
+            "customer.update",
+            lambda: self.client.v1.customers.update_async(
+                customer_id, params, {"idempotency_key": idempotency_key}
+            ),
+        )
+
+    async def list_customers(
+        self, params: CustomerListParams
+    ) -> stripe.ListObject[stripe.Customer]:
+        return await self._read(
+            "customer.list", lambda: self.client.v1.customers.list_async(params)
+        )
+
+    async def attach_payment_method(
+        self, payment_method: str, params: PaymentMethodAttachParams, idempotency_key: str
+    ) -> stripe.PaymentMethod:
+        return await self._write(
+            "payment_method.attach",
+            lambda: self.client.v1.payment_methods.attach_async(
+                payment_method, params, {"idempotency_key": idempotency_key}
+            ),
+        )
+
+    async def list_customer_payment_methods(
+        self, customer_id: str
+    ) -> stripe.ListObject[stripe.PaymentMethod]:
+        return await self._read(
+            "customer.payment_methods.list",
+            lambda: self.client.v1.customers.payment_methods.list_async(customer_id),
+        )
+
+    # Checkout sessions ---------------------------------------------------------------------
+
+    async def create_checkout_session(
+        self, params: SessionCreateParams, idempotency_key: str
+    ) -> stripe.checkout.Session:
+        return await self._write(
+            "checkout.session.create",
+            lambda: self.client.v1.checkout.sessions.create_async(
+                params, {"idempotency_key": idempotency_key}
+            ),
+        )
+
+    async def retrieve_checkout_session(
+        self, session_id: str, expand: list[str]
+    ) -> stripe.checkout.Session:
+        return await self._read(
+            "checkout.session.retrieve",
+            lambda: self.client.v1.checkout.sessions.retrieve_async(
+                session_id, {"expand": expand} if expand else None
+            ),
+        )
+
+    async def expire_checkout_session(
+        self, session_id: str, idempotency_key: str
+    ) -> stripe.checkout.Session:
+        return await self._write(
+            "checkout.session.expire",
+            lambda: self.client.v1.checkout.sessions.expire_async(
+                session_id, None, {"idempotency_key": idempotency_key}
+            ),
+        )
+
+    # Prices ---------------------------------------------------------------------------------
+
+    async def retrieve_price(self, price_id: str) -> stripe.Price:
+        return await self._read(
+            "price.retrieve", lambda: self.client.v1.prices.retrieve_async(price_id)
+        )
+
+    # Refunds --------------------------------------------------------------------------------
+
+    async def create_refund(
+        self, params: RefundCreateParams, idempotency_key: str
+    ) -> stripe.Refund:
+        return await self._write(
+            "refund.create",
+            lambda: self.client.v1.refunds.create_async(
+                params, {"idempotency_key": idempotency_key}
+            ),
+        )
+
+    async def retrieve_refund(self, refund_id: str) -> stripe.Refund:
+        return await self._read(
+            "refund.retrieve", lambda: self.client.v1.refunds.retrieve_async(refund_id)
+        )
+
+    # Events ---------------------------------------------------------------------------------
+
+    async def retrieve_event(self, event_id: str) -> stripe.Event:
+        return await self._read(
+            "event.retrieve", lambda: self.client.v1.events.retrieve_async(event_id)
+        )
+
+    # ---------------------------------------------------------------------------------------
+
+    async def _write(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        return await self._call(operation, call, write=True)
+
+    async def _read(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        return await self._call(operation, call, write=False)
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]], *, write: bool) -> T:
+        started = time.perf_counter()
+        outcome = "ok"
+        request_id: str | None = None
+        try:
+            result = await call()
+            response = getattr(result, "last_response", None)
+            request_id = getattr(response, "request_id", None)
+            return result
+        except stripe.StripeError as exc:
+            outcome = type(exc).__name__
+            request_id = exc.request_id
+            raise translate(exc, write=write) from exc
+        finally:
+            log.info(
+                "stripe.%s",
+                operation,
+                extra={
+                    "operation": operation,
+                    "stripe_request_id": request_id,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    "outcome": outcome,
+                },
+            )
+
+
+def translate(exc: stripe.StripeError, *, write: bool) -> AppError:
+    """A Stripe SDK error as the service's error."""
+    error = exc.error
+    message = (error.message if error else None) or exc.user_message or "Stripe error."
+    code = error.code if error else None
+    param = error.param if error else None
+    if isinstance(exc, stripe.CardError):
+        extra: dict[str, Any] = {}
+        if error is not None and error.decline_code:
+            extra["decline_code"] = error.decline_code
+        if error is not None and error.payment_intent is not None:
+            extra["payment_intent"] = error.payment_intent.id
+        return CardDeclined(message, code=code or "card_declined", param=param, **extra)
+    if isinstance(exc, stripe.RateLimitError):
+        retry_after = (exc.headers or {}).get("Retry-After") or "1"
+        return StripeUnavailable(
+            "Stripe is rate limiting requests; retry later.", headers={"Retry-After": retry_after}
+        )
+    if isinstance(exc, stripe.APIConnectionError):
+        if write:
+            return OutcomeUnknown(
+                "Stripe could not be reached; the outcome of this call is unknown. Retry with the "
+                "same Idempotency-Key.",
+                headers={"Retry-After": "1"},
+            )
+        return StripeUnavailable("Stripe could not be reached.", headers={"Retry-After": "1"})
+    if isinstance(exc, stripe.IdempotencyError):
+        return Conflict(message, code="idempotency_error")
+    if isinstance(exc, stripe.InvalidRequestError):
+        if exc.http_status == 404:
+            return NotFound(message, param=param)
+        if exc.http_status == 409:
+            return Conflict(message, code=code)
+        return InvalidRequest(message, code=code, param=param)
+    if isinstance(exc, stripe.APIError) and (exc.http_status or 500) >= 500:
+        if write:
+            return OutcomeUnknown(
+                "Stripe failed; the outcome of this call is unknown. Retry with the same "
+                "Idempotency-Key.",
+                headers={"Retry-After": "1"},
+            )
+        return StripeUnavailable("Stripe is failing; retry later.", headers={"Retry-After": "1"})
+    return StripeFailure("Stripe refused the service's request.", code="stripe_error")
