@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 EMULATOR_PORT ?= 12111
 
 .DEFAULT_GOAL := help
-.PHONY: help install run emulator test lint format bench bench-emulator clean
+.PHONY: help install run migrate emulator test lint format bench bench-emulator clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: install ## Start the offline Stripe emulator (the service itself arrives with issue 3)
-	$(BIN)/python -m emulator --port $(EMULATOR_PORT)
+run: install ## Start the service on :8000 (sandbox: SQLite under ./var and the emulator)
+	$(BIN)/python -m app run
+
+migrate: install ## Bring DATABASE_URL to the latest schema
+	$(BIN)/python -m app migrate
 
 emulator: install ## Start the offline Stripe emulator (EMULATOR_PORT, default 12111)
 	$(BIN)/python -m emulator --port $(EMULATOR_PORT)
@@ -39,8 +42,11 @@ format: install ## Apply ruff's formatting and safe fixes
 
 bench: bench-emulator ## Every benchmark (needs wrk: apt-get install wrk)
 
-bench-emulator: install ## PaymentIntent creations/s through the emulator with 100,000 stored
+bench-migrate: install ## Bring DATABASE_URL to the latest schema
+	$(BIN)/python -m app migrate
+
+emulator: install ## PaymentIntent creations/s through the emulator with 100,000 stored
 	$(BIN)/python -m bench.emulator
 
 clean: ## Remove the virtualenv and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var
