@@ -20,7 +20,6 @@ from sqlalchemy.engine import make_url
 
 from app.config import SANDBOX_STRIPE_API_BASE, SANDBOX_WEBHOOK_SECRET, Settings
 
-ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_KEY_FILE = Path("var/api_key")
 
 
@@ -28,7 +27,7 @@ def migrate(settings: Settings) -> None:
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    config = Config(str(ROOT / "alembic.ini"))
+    config = Config(os.environ.get("ALEMBIC_CONFIG", "alembic.ini"))
     config.attributes["database_url"] = settings.database_url
     config.attributes["configure_logger"] = False
     command.upgrade(config, "head")
