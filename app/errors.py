@@ -115,7 +115,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        location = [str(p) for p in first.get("loc", ())[1:]]  # [0] is body, query or path
         param = location[0] + "".join(f"[{p}]" for p in location[1:]) if location else None
         message = str(first.get("msg", "Invalid request."))
         if param:

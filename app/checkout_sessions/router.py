@@ -1,5 +1,77 @@
-"""Stub: replaced by the domain work."""
+"""Checkout Sessions: Stripe-hosted payment pages; a payment-mode session pays for an order."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from app.auth import Caller
+from app.checkout_sessions import service
+from app.checkout_sessions.schemas import CheckoutSessionCreate, CheckoutSessionRead
+from app.db import Session
+from app.stripe_gateway import StripeGateway
+
+router = APIRouter(prefix="/checkout-sessions", tags=["checkout sessions"])
+
+Expandable = Literal["line_items", "customer", "payment_intent", "subscription", "setup_intent"]
+
+
+def _gateway(request: Request) -> StripeGateway:
+    gateway: StripeGateway = request.app.state.stripe
+    return gateway
+
+
+Gateway = Annotated[StripeGateway, Depends(_gateway)]
+
+
+@router.post("", summary="Create a Checkout Session", response_model=CheckoutSessionRead)
+async def create_checkout_session(
+    body: CheckoutSessionCreate, session: Session, stripe: Gateway, caller: Caller
+) -> CheckoutSessionRead:
+    """Create a Stripe-hosted checkout page (redirect the customer to the answer's `url`), with
+    Stripe's `checkout.Session.create` parameters.
+
+    - `payment` mode creates an order for the line items' total, computed by the service
+      (`price_data` as given, prices read from Stripe) before Stripe is called; the answer's
+      `order_id` names it, and Stripe's webhooks move it to `paid` when the customer pays. The
+      order id is the session's `client_reference_id` and is in the session's and its payment
+      intent's metadata under `service_order_id` (a reserved key).
+    - `subscription` mode starts a subscription (`subscription_data.trial_period_days`,
+      `subscription_data.metadata`) and `setup` mode saves a card (`currency` required); neither
+      has an order (`order_id` is null).
+    """
+    outcome = await service.create_checkout_session(session, stripe, body)
+    return CheckoutSessionRead.of(outcome.checkout, outcome.order_id)
+
+
+@router.get(
+    "/{session_id}", summary="Retrieve a Checkout Session", response_model=CheckoutSessionRead
+)
+async def get_checkout_session(
+    session_id: str,
+    session: Session,
+    stripe: Gateway,
+    caller: Caller,
+    expand: Annotated[
+        list[Expandable] | None,
+        Query(description="Objects to include in full: `expand=line_items&expand=customer`."),
+    ] = None,
+) -> CheckoutSessionRead:
+    """The session as Stripe has it now, with the objects named in `expand` (`line_items`,
+    `customer`, `payment_intent`, `subscription`, `setup_intent`) included in full. Sessions
+    not created through this service are 404."""
+    outcome = await service.get_checkout_session(session, stripe, session_id, list(expand or []))
+    return CheckoutSessionRead.of(outcome.checkout, outcome.order_id)
+
+
+@router.post(
+    "/{session_id}/expire", summary="Expire a Checkout Session", response_model=CheckoutSessionRead
+)
+async def expire_checkout_session(
+    session_id: str, session: Session, stripe: Gateway, caller: Caller
+) -> CheckoutSessionRead:
+    """Close an open session so it can no longer be paid; its order becomes `expired`. A session
+    that is already complete or expired is Stripe's 400."""
+    outcome = await service.expire_checkout_session(session, stripe, session_id)
+    return CheckoutSessionRead.of(outcome.checkout, outcome.order_id)

@@ -1,5 +1,116 @@
-"""Stub: replaced by the domain work."""
+"""Customers: create, read, update and list them; attach and list their payment methods."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from app.auth import Caller
+from app.customers import service
+from app.customers.schemas import (
+    CustomerCreate,
+    CustomerList,
+    CustomerRead,
+    CustomerUpdate,
+    PaymentMethodAttach,
+    PaymentMethodList,
+    PaymentMethodRead,
+)
+from app.db import Session
+from app.stripe_gateway import StripeGateway
+
+router = APIRouter(prefix="/customers", tags=["customers"])
+
+
+def _gateway(request: Request) -> StripeGateway:
+    gateway: StripeGateway = request.app.state.stripe
+    return gateway
+
+
+Gateway = Annotated[StripeGateway, Depends(_gateway)]
+
+
+@router.post("", summary="Create a customer", response_model=CustomerRead)
+async def create_customer(
+    body: CustomerCreate, session: Session, stripe: Gateway, caller: Caller
+) -> CustomerRead:
+    """Create a customer on Stripe and keep it in the service's database.
+
+    Takes Stripe's `Customer.create` parameters (`email`, `name`, `phone`, `description`,
+    `metadata`, `address`, `shipping`, `payment_method`, `invoice_settings`…) and answers with
+    Stripe's Customer object; its `id` (`cus_…`) is the id to use on every other customer call.
+    """
+    return CustomerRead.model_validate(await service.create_customer(session, stripe, body))
+
+
+@router.get("", summary="List customers", response_model=CustomerList)
+async def list_customers(
+    session: Session,
+    caller: Caller,
+    email: Annotated[str | None, Query(max_length=512, description="Only this email.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size, 1 to 100.")] = 10,
+    starting_after: Annotated[
+        str | None, Query(description="The last customer id of the previous page.")
+    ] = None,
+) -> CustomerList:
+    """The customers created through this service, newest first, as Stripe last returned them,
+    answered from the service's database. Page with `limit` and `starting_after`."""
+    data, has_more = await service.list_customers(
+        session, email=email, limit=limit, starting_after=starting_after
+    )
+    return CustomerList(data=[CustomerRead.model_validate(c) for c in data], has_more=has_more)
+
+
+@router.get("/{customer_id}", summary="Retrieve a customer", response_model=CustomerRead)
+async def get_customer(
+    customer_id: str, session: Session, stripe: Gateway, caller: Caller
+) -> CustomerRead:
+    """The customer as Stripe has it now (the local copy is refreshed on the way). Customers
+    not created through this service are 404."""
+    return CustomerRead.model_validate(await service.get_customer(session, stripe, customer_id))
+
+
+@router.patch("/{customer_id}", summary="Update a customer", response_model=CustomerRead)
+async def update_customer(
+    customer_id: str, body: CustomerUpdate, session: Session, stripe: Gateway, caller: Caller
+) -> CustomerRead:
+    """Change the fields sent, with Stripe's `Customer.update` parameters. Set the default
+    payment method with `invoice_settings.default_payment_method`: it must already be attached
+    to the customer (Stripe's 400 otherwise). Sending the same change again replays it."""
+    return CustomerRead.model_validate(
+        await service.update_customer(session, stripe, customer_id, body)
+    )
+
+
+@router.post(
+    "/{customer_id}/payment-methods",
+    summary="Attach a payment method",
+    response_model=PaymentMethodRead,
+)
+async def attach_payment_method(
+    customer_id: str, body: PaymentMethodAttach, session: Session, stripe: Gateway, caller: Caller
+) -> PaymentMethodRead:
+    """Attach a payment method (`pm_…`, or a test token such as `pm_card_visa`) to the customer
+    and answer with the attached PaymentMethod. A declined card is Stripe's 402."""
+    return PaymentMethodRead.model_validate(
+        await service.attach_payment_method(session, stripe, customer_id, body)
+    )
+
+
+@router.get(
+    "/{customer_id}/payment-methods",
+    summary="List a customer's payment methods",
+    response_model=PaymentMethodList,
+)
+async def list_payment_methods(
+    customer_id: str, session: Session, stripe: Gateway, caller: Caller
+) -> PaymentMethodList:
+    """The payment methods attached to the customer, from Stripe (the first page of up to ten,
+    as Stripe lists them)."""
+    listed = await service.list_payment_methods(session, stripe, customer_id)
+    return PaymentMethodList(
+        data=[PaymentMethodRead.model_validate(pm) for pm in listed["data"]],
+        has_more=bool(listed.get("has_more")),
+        url=f"/customers/{customer_id}/payment-methods",
+    )

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, Json, StripeId, Timestamps
 
 
 class Customer(Timestamps, Base):
+    """A customer we created on Stripe. The row is written before the Stripe call (its id keys
+    that call), so `stripe_id` is empty only inside that transaction."""
+
     __tablename__ = "customers"
+    # Never reuse the id of a rolled-back row on SQLite: it keys a Stripe call.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    stripe_id: Mapped[str] = mapped_column(StripeId, unique=True)
+    stripe_id: Mapped[str | None] = mapped_column(StripeId, unique=True)
     email: Mapped[str | None] = mapped_column(String(512), index=True)
     name: Mapped[str | None] = mapped_column(String(512))
     default_payment_method: Mapped[str | None] = mapped_column(StripeId)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", Json, default=dict)
+    # Counts the changes made through the service, so each change gets its own Stripe key.
+    version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The Stripe object as last seen.
+    data: Mapped[dict[str, Any]] = mapped_column(Json, default=dict, server_default=text("'{}'"))
 
 
 class PaymentIntent(Timestamps, Base):
@@ -45,10 +54,16 @@ class PaymentIntent(Timestamps, Base):
 
 
 class CheckoutSession(Timestamps, Base):
+    """A session we created. Without an order (subscription and setup modes) the row is written
+    before the Stripe call (its id keys that call), so `stripe_id` is empty only inside that
+    transaction."""
+
     __tablename__ = "checkout_sessions"
+    # Never reuse the id of a rolled-back row on SQLite: it keys a Stripe call.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    stripe_id: Mapped[str] = mapped_column(StripeId, unique=True)
+    stripe_id: Mapped[str | None] = mapped_column(StripeId, unique=True)
     order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), index=True)
     mode: Mapped[str] = mapped_column(String(32))
     status: Mapped[str | None] = mapped_column(String(32))

@@ -6,13 +6,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from app.errors import NotFound
+from app.errors import InvalidRequest, NotFound
 from app.models import CheckoutSession, Order, OrderHistory, OrderStatus, PaymentIntent, Refund
 from app.orders.state import Decision, decide, status_for_payment_intent, status_for_refunds
+
+# The Stripe metadata key under which every object we create carries our order id (the caller's
+# own `order_id` metadata stays theirs): webhooks find an order by it before it is linked.
+ORDER_KEY = "service_order_id"
 
 
 async def create_order(
@@ -87,6 +91,39 @@ async def with_history(session: AsyncSession, order_id: str) -> Order:
     return order
 
 
+async def list_orders(
+    session: AsyncSession,
+    *,
+    status: OrderStatus | None = None,
+    customer: str | None = None,
+    limit: int = 10,
+    starting_after: str | None = None,
+) -> tuple[Sequence[Order], bool]:
+    """A page of orders with their history, newest first, and whether more follow."""
+    query = select(Order).options(selectinload(Order.history))
+    if status is not None:
+        query = query.where(Order.status == status)
+    if customer is not None:
+        query = query.where(Order.customer == customer)
+    if starting_after is not None:
+        cursor = await session.scalar(select(Order).where(Order.id == starting_after))
+        if cursor is None:
+            raise InvalidRequest(
+                f"No such order: '{starting_after}'",
+                code="resource_missing",
+                param="starting_after",
+            )
+        query = query.where(
+            or_(
+                Order.created_at < cursor.created_at,
+                and_(Order.created_at == cursor.created_at, Order.id < cursor.id),
+            )
+        )
+    query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
+    orders = (await session.scalars(query)).all()
+    return orders[:limit], len(orders) > limit
+
+
 async def move(session: AsyncSession, order: Order, target: OrderStatus, source: str) -> Decision:
     """Apply a transition if the state machine allows it, with its history entry."""
     decision = decide(OrderStatus(order.status), target)
@@ -128,15 +165,16 @@ async def sync_payment_intent(
         "metadata_": dict(intent.get("metadata") or {}),
         "data": data,
     }
+    target = status_for_payment_intent(intent["status"], failed=failed)
+    behind = target is not None and decide(OrderStatus(order.status), target) is Decision.STALE
     if mirror is None:
         session.add(PaymentIntent(stripe_id=intent["id"], order_id=order.id, **fields))
-    elif not _is_stale(mirror, intent):
+    elif not behind and not _is_stale(mirror, intent):
         for name, value in fields.items():
             setattr(mirror, name, value)
     if order.payment_intent is None:
         order.payment_intent = intent["id"]
     order.amount_received = max(order.amount_received, fields["amount_received"])
-    target = status_for_payment_intent(intent["status"], failed=failed)
     if target is None:
         await session.flush()
         return Decision.SAME
@@ -187,6 +225,10 @@ async def record_refund(session: AsyncSession, order: Order, refund: dict[str, A
     await session.flush()
 
 
+# A Checkout Session's `status` and `payment_status` before they settle.
+_EARLY = frozenset({None, "open", "unpaid"})
+
+
 async def record_checkout_session(
     session: AsyncSession, order: Order | None, checkout: dict[str, Any]
 ) -> None:
@@ -213,7 +255,11 @@ async def record_checkout_session(
         )
     else:
         for name, value in fields.items():
-            if value is not None or name in ("status", "payment_status"):
+            if name in ("status", "payment_status"):
+                # Events arrive in any order: a session that is complete (or paid) stays so.
+                if not (getattr(row, name) not in _EARLY and value in _EARLY):
+                    setattr(row, name, value)
+            elif value is not None:
                 setattr(row, name, value)
     if order is not None:
         order.checkout_session = checkout["id"]

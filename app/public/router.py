@@ -1,5 +1,38 @@
-"""Stub: replaced by the domain work."""
+"""The browser's endpoint (no API key): a payment intent for a cart or an order, its amount
+computed by the server."""
+
+from __future__ import annotations
 
 from fastapi import APIRouter
 
-router = APIRouter()
+from app.db import Session
+from app.payment_intents.router import ERROR, Gateway
+from app.public import service
+from app.public.schemas import PublicPaymentIntent, PublicPaymentIntentCreate
+
+router = APIRouter(prefix="/api", tags=["frontend"])
+
+
+@router.post(
+    "/create-payment-intent",
+    summary="Create a payment intent from the browser",
+    response_model=PublicPaymentIntent,
+    responses={400: ERROR, 404: ERROR, 409: ERROR},
+)
+async def create_payment_intent(
+    body: PublicPaymentIntentCreate, session: Session, stripe: Gateway
+) -> PublicPaymentIntent:
+    """For the shop's frontend, without an API key (CORS allows the origins in `CORS_ORIGINS`).
+
+    Send a cart, `{"items": [{"price": "price_…", "quantity": n}]}` (1 to 100 items, quantity 1
+    to 100, active one-time Stripe prices in one currency), or `{"order_id": "ord_…"}` for an
+    order the shop's backend created (pending, or failed and being retried; its payment intent
+    is reused).
+
+    The amount is computed here from the Stripe prices or the stored order: a body with `amount`
+    or `currency` is refused, because a browser must never decide what a customer pays.
+
+    Answers `clientSecret` for Stripe.js (`stripe.confirmPayment`), with the intent, the order
+    and the amount it is for. The order then follows the payment through Stripe's webhooks.
+    """
+    return await service.create_payment_intent(session, stripe, body)

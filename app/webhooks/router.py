@@ -1,5 +1,116 @@
-"""Stub: replaced by the domain work."""
+"""`POST /webhooks/stripe`: Stripe's deliveries, verified on the raw body, stored once."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from app.db import Session
+from app.errors import InvalidRequest
+from app.stripe_gateway import SignatureError, StripeGateway
+from app.webhooks import handlers
+
+log = logging.getLogger("app.webhooks")
+router = APIRouter(tags=["webhooks"])
+
+EVENT_EXAMPLE: dict[str, Any] = {
+    "id": "evt_3Nq8ZbHk2yW1xV0u",
+    "object": "event",
+    "type": "payment_intent.succeeded",
+    "created": 1795694400,
+    "data": {
+        "object": {
+            "id": "pi_3Nq8ZbHk2yW1xV0u",
+            "object": "payment_intent",
+            "amount": 2000,
+            "currency": "usd",
+            "status": "succeeded",
+            "metadata": {"service_order_id": "ord_x6Yt0qJk3mZp9sLwQe2R"},
+        }
+    },
+}
+
+
+class WebhookReceipt(BaseModel):
+    received: bool = True
+    duplicate: bool = Field(description="True when this event had been received before.")
+    outcome: handlers.Outcome | None = Field(
+        default=None,
+        description="What the event did: `applied`, `ignored` (a type or an object that is not "
+        "ours) or `stale` (behind what the order already says). Absent on a duplicate.",
+    )
+
+
+def gateway(request: Request) -> StripeGateway:
+    stripe: StripeGateway = request.app.state.stripe
+    return stripe
+
+
+@router.post(
+    "/webhooks/stripe",
+    summary="Receive a Stripe event",
+    response_model_exclude_none=True,
+    responses={
+        400: {"description": "Missing, invalid or stale `Stripe-Signature`: nothing is stored."},
+        503: {"description": "The event names an order not committed yet: delivered again."},
+    },
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "Stripe-Signature",
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string"},
+                "example": "t=1795694400,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e",
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "object"}, "example": EVENT_EXAMPLE}
+            },
+        },
+    },
+)
+async def receive(
+    request: Request, session: Session, stripe: Annotated[StripeGateway, Depends(gateway)]
+) -> WebhookReceipt:
+    """The endpoint to register with Stripe. `Stripe-Signature` is verified over the raw body
+    with `STRIPE_WEBHOOK_SECRET`, allowing 300 seconds of clock difference; a missing, invalid
+    or stale signature is a 400 and nothing is stored.
+
+    Every event is stored once, keyed by its id, in the same transaction that applies it to its
+    order: a repeat delivery answers `{"received": true, "duplicate": true}` and changes
+    nothing. Events may arrive in any order; an order never moves backwards. Types the service
+    does not act on are stored and acknowledged. An event for an order whose creation has not
+    committed yet is answered with a 503, so Stripe delivers it again."""
+    body = await request.body()
+    signature = request.headers.get("stripe-signature")
+    if not signature:
+        raise InvalidRequest(
+            "No Stripe-Signature header: this endpoint only accepts events signed by Stripe.",
+            code="webhook_signature_missing",
+        )
+    try:
+        event = stripe.verify_event(body, signature)
+    except SignatureError as exc:
+        log.warning("webhook refused: %s", exc.user_message)
+        raise InvalidRequest(
+            f"Invalid Stripe-Signature: {exc.user_message or exc}",
+            code="webhook_signature_invalid",
+        ) from None
+    except ValueError:
+        raise InvalidRequest(
+            "The signed body is not a JSON Stripe event.", code="webhook_payload_invalid"
+        ) from None
+    payload = event.to_dict()
+    if not isinstance(payload.get("id"), str) or not isinstance(payload.get("type"), str):
+        raise InvalidRequest(
+            "The signed body is not a Stripe event: it lacks `id` or `type`.",
+            code="webhook_payload_invalid",
+        )
+    receipt = await handlers.receive(session, stripe, payload)
+    return WebhookReceipt(duplicate=receipt.duplicate, outcome=receipt.outcome)

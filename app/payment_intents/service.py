@@ -1,0 +1,312 @@
+"""Payment intents: each one belongs to an order, written before Stripe is called and keyed into
+Stripe's idempotency key, and moved by what Stripe answers (and later by its webhooks).
+
+Our own order id goes into the intent's Stripe metadata as `service_order_id`; the caller's
+metadata is stored as given, so a shop's own `order_id` stays searchable
+(`metadata['order_id']:'12345'`).
+
+A card declined by Stripe is an outcome to record, not an error to roll back: the order moves to
+`payment_failed` (and a confirm's attempt counter moves on, so the next try is a new Stripe
+request) in the committed transaction, and the router then answers 402 from `Outcome.error`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from stripe.params import (
+    PaymentIntentCancelParams,
+    PaymentIntentCaptureParams,
+    PaymentIntentConfirmParams,
+    PaymentIntentCreateParams,
+)
+
+from app.errors import AppError, CardDeclined, InvalidRequest, NotFound
+from app.models import Order, PaymentIntent
+from app.money import METADATA_MAX_KEYS, check_amount
+from app.orders.service import (
+    ORDER_KEY,
+    create_order,
+    find_order_for_payment_intent,
+    sync_payment_intent,
+)
+from app.payment_intents import search
+from app.payment_intents.schemas import (
+    PaymentIntentCancel,
+    PaymentIntentCapture,
+    PaymentIntentConfirm,
+    PaymentIntentCreate,
+)
+from app.stripe_gateway import StripeGateway
+
+# The Stripe metadata key that carries our order id (webhook handlers may read it).
+SOURCE_CREATE = "api:POST /payment-intents"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a write did: the order, Stripe's intent, and Stripe's refusal if it refused (recorded
+    and committed; the router renders it)."""
+
+    order: Order
+    intent: dict[str, Any]
+    error: AppError | None = None
+
+
+async def create(
+    session: AsyncSession,
+    gateway: StripeGateway,
+    body: PaymentIntentCreate,
+    *,
+    source: str = SOURCE_CREATE,
+) -> Outcome:
+    """Validate, write the order, create the intent on Stripe and record it."""
+    check_amount(body.amount, body.currency)
+    if body.statement_descriptor is not None:
+        raise InvalidRequest(
+            "Stripe no longer accepts `statement_descriptor` for card payments; use "
+            "`statement_descriptor_suffix` (up to 22 characters, shown after your account's "
+            "statement descriptor prefix) instead.",
+            code="parameter_invalid",
+            param="statement_descriptor",
+        )
+    metadata = dict(body.metadata or {})
+    _check_metadata(metadata)
+    order = await create_order(
+        session,
+        amount=body.amount,
+        currency=body.currency,
+        source=source,
+        customer=body.customer,
+        description=body.description,
+        metadata=metadata,
+    )
+    params = body.model_dump(exclude_none=True, exclude={"statement_descriptor"})
+    return await create_for_order(session, gateway, order, params, source=source)
+
+
+def _check_metadata(metadata: dict[str, str]) -> None:
+    if ORDER_KEY in metadata:
+        raise InvalidRequest(
+            f"The metadata key `{ORDER_KEY}` is reserved: the service stores its order id there.",
+            code="parameter_invalid",
+            param=f"metadata[{ORDER_KEY}]",
+        )
+    if len(metadata) >= METADATA_MAX_KEYS:
+        raise InvalidRequest(
+            f"metadata can have at most {METADATA_MAX_KEYS - 1} keys here: Stripe allows "
+            f"{METADATA_MAX_KEYS} and the service uses one (`{ORDER_KEY}`).",
+            code="parameter_invalid",
+            param="metadata",
+        )
+
+
+async def create_for_order(
+    session: AsyncSession,
+    gateway: StripeGateway,
+    order: Order,
+    params: dict[str, Any],
+    *,
+    source: str,
+) -> Outcome:
+    """Create the order's payment intent (one per order: the idempotency key is the order's) and
+    record it. `params` are Stripe's create params; amount, currency and metadata come from the
+    order."""
+    params = {
+        **params,
+        "amount": order.amount,
+        "currency": order.currency,
+        "metadata": {**order.metadata_, ORDER_KEY: order.id},
+    }
+    if params.get("confirm"):
+        order.attempts += 1
+        await session.flush()
+    try:
+        created = await gateway.create_payment_intent(
+            cast(PaymentIntentCreateParams, params), idempotency_key=f"order:{order.id}:pi"
+        )
+    except CardDeclined as exc:
+        return await _declined(session, gateway, order, exc, source)
+    intent = created.to_dict()
+    await sync_payment_intent(session, order, intent, source)
+    return Outcome(order, intent)
+
+
+async def _declined(
+    session: AsyncSession,
+    gateway: StripeGateway,
+    order: Order,
+    exc: CardDeclined,
+    source: str,
+) -> Outcome:
+    """Record a decline: the intent as Stripe now has it, and the order as `payment_failed`."""
+    intent_id = exc.extra.get("payment_intent") or order.payment_intent
+    if not intent_id:
+        raise exc
+    intent = (await gateway.retrieve_payment_intent(intent_id)).to_dict()
+    await sync_payment_intent(session, order, intent, source, failed=True)
+    exc.extra["order_id"] = order.id
+    return Outcome(order, intent, error=exc)
+
+
+async def _order_of(session: AsyncSession, intent_id: str) -> Order:
+    order = await find_order_for_payment_intent(session, intent_id, for_update=True)
+    if order is None:
+        raise NotFound(f"No such payment intent: '{intent_id}'", param="id")
+    return order
+
+
+def _failed(intent: dict[str, Any]) -> bool:
+    return intent.get("last_payment_error") is not None
+
+
+async def retrieve(session: AsyncSession, gateway: StripeGateway, intent_id: str) -> Outcome:
+    """The intent fresh from Stripe; the mirror and the order catch up with it."""
+    order = await _order_of(session, intent_id)
+    intent = (await gateway.retrieve_payment_intent(intent_id)).to_dict()
+    await sync_payment_intent(
+        session, order, intent, f"api:GET /payment-intents/{intent_id}", failed=_failed(intent)
+    )
+    return Outcome(order, intent)
+
+
+async def confirm(
+    session: AsyncSession, gateway: StripeGateway, intent_id: str, body: PaymentIntentConfirm
+) -> Outcome:
+    """A new payment attempt: its own Stripe idempotency key, so a retry after a decline is sent
+    to Stripe again rather than answered with the stored decline."""
+    order = await _order_of(session, intent_id)
+    source = f"api:POST /payment-intents/{intent_id}/confirm"
+    order.attempts += 1
+    await session.flush()
+    key = f"order:{order.id}:confirm:{order.attempts}"
+    params = cast(PaymentIntentConfirmParams, body.model_dump(exclude_none=True))
+    try:
+        confirmed = await gateway.confirm_payment_intent(intent_id, params, key)
+    except CardDeclined as exc:
+        return await _declined(session, gateway, order, exc, source)
+    except InvalidRequest as exc:
+        # Stripe keeps its answer under the key: the next attempt needs a new one.
+        return Outcome(order, {}, error=exc)
+    intent = confirmed.to_dict()
+    await sync_payment_intent(session, order, intent, source)
+    return Outcome(order, intent)
+
+
+async def _mirror_status(session: AsyncSession, intent_id: str) -> str:
+    status = await session.scalar(
+        select(PaymentIntent.status).where(PaymentIntent.stripe_id == intent_id)
+    )
+    return status or "unknown"
+
+
+async def capture(
+    session: AsyncSession, gateway: StripeGateway, intent_id: str, body: PaymentIntentCapture
+) -> Outcome:
+    """Capture held funds, all or `amount_to_capture` of them."""
+    order = await _order_of(session, intent_id)
+    if body.amount_to_capture is not None and body.amount_to_capture > order.amount:
+        raise InvalidRequest(
+            f"amount_to_capture ({body.amount_to_capture}) cannot exceed the payment intent's "
+            f"amount ({order.amount}).",
+            code="amount_too_large",
+            param="amount_to_capture",
+        )
+    # Keyed by the state we last saw and the request: a retry of this capture replays it; a
+    # capture after it (the status has moved on) reaches Stripe and gets Stripe's answer.
+    status = await _mirror_status(session, intent_id)
+    key = f"order:{order.id}:capture:{status}:{body.amount_to_capture or 'all'}"
+    params = cast(PaymentIntentCaptureParams, body.model_dump(exclude_none=True))
+    captured = await gateway.capture_payment_intent(intent_id, params, key)
+    intent = captured.to_dict()
+    await sync_payment_intent(
+        session, order, intent, f"api:POST /payment-intents/{intent_id}/capture"
+    )
+    return Outcome(order, intent)
+
+
+async def cancel(
+    session: AsyncSession, gateway: StripeGateway, intent_id: str, body: PaymentIntentCancel
+) -> Outcome:
+    order = await _order_of(session, intent_id)
+    status = await _mirror_status(session, intent_id)
+    key = f"order:{order.id}:cancel:{status}:{body.cancellation_reason or 'none'}"
+    params = cast(PaymentIntentCancelParams, body.model_dump(exclude_none=True))
+    canceled = await gateway.cancel_payment_intent(intent_id, params, key)
+    intent = canceled.to_dict()
+    await sync_payment_intent(
+        session, order, intent, f"api:POST /payment-intents/{intent_id}/cancel"
+    )
+    return Outcome(order, intent)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[PaymentIntent]
+    has_more: bool
+    next_page: str | None = None
+
+
+async def list_intents(
+    session: AsyncSession,
+    *,
+    status: str | None,
+    customer: str | None,
+    order: str | None,
+    limit: int,
+    starting_after: str | None,
+) -> Page:
+    """Our mirror, newest first, filtered; `starting_after` is the last id of the previous page."""
+    query = select(PaymentIntent)
+    if status is not None:
+        query = query.where(PaymentIntent.status == status)
+    if customer is not None:
+        query = query.where(PaymentIntent.customer == customer)
+    if order is not None:
+        query = query.where(PaymentIntent.order_id == order)
+    if starting_after is not None:
+        cursor = await session.scalar(
+            select(PaymentIntent).where(PaymentIntent.stripe_id == starting_after)
+        )
+        if cursor is None:
+            raise InvalidRequest(
+                f"No such payment intent: '{starting_after}'",
+                code="resource_missing",
+                param="starting_after",
+            )
+        query = query.where(_below(cursor.created, cursor.id))
+    rows = list(await session.scalars(_newest_first(query).limit(limit + 1)))
+    return Page(rows[:limit], len(rows) > limit)
+
+
+async def search_intents(
+    session: AsyncSession, query_text: str | None, *, limit: int, page: str | None
+) -> Page:
+    """Stripe's search language over our mirror; `page` is a previous result's `next_page`."""
+    if query_text is None:
+        raise InvalidRequest(
+            "Missing required param: query.", code="parameter_missing", param="query"
+        )
+    query = select(PaymentIntent).where(search.where(query_text))
+    if page:
+        created, row_id = search.page_position(query_text, page)
+        query = query.where(_below(created, row_id))
+    rows = list(await session.scalars(_newest_first(query).limit(limit + 1)))
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    next_page = search.page_token(query_text, rows[-1].created, rows[-1].id) if has_more else None
+    return Page(rows, has_more, next_page)
+
+
+def _newest_first(query: Any) -> Any:
+    return query.order_by(PaymentIntent.created.desc(), PaymentIntent.id.desc())
+
+
+def _below(created: int, row_id: int) -> Any:
+    return or_(
+        PaymentIntent.created < created,
+        and_(PaymentIntent.created == created, PaymentIntent.id < row_id),
+    )

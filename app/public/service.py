@@ -1,0 +1,135 @@
+"""The browser's payment intent: the amount comes from Stripe prices or a stored order, never
+from the request, and the order and intent are made exactly as `POST /payment-intents` makes
+them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import Conflict, InvalidRequest, NotFound
+from app.models import Order, OrderStatus
+from app.money import check_amount
+from app.orders.service import create_order, get_order, sync_payment_intent
+from app.payment_intents.service import create_for_order
+from app.public.schemas import CartItem, PublicPaymentIntent, PublicPaymentIntentCreate
+from app.stripe_gateway import StripeGateway
+
+SOURCE = "api:POST /api/create-payment-intent"
+PAYABLE = frozenset({OrderStatus.PENDING, OrderStatus.PAYMENT_FAILED})
+INTENT_PAYABLE = frozenset({"requires_payment_method", "requires_confirmation", "requires_action"})
+
+
+async def create_payment_intent(
+    session: AsyncSession, gateway: StripeGateway, body: PublicPaymentIntentCreate
+) -> PublicPaymentIntent:
+    if body.items is not None and body.order_id is not None:
+        raise InvalidRequest(
+            "Send either `items` or `order_id`, not both.", code="parameter_invalid", param="items"
+        )
+    if body.items is not None:
+        order, intent = await _for_cart(session, gateway, body.items)
+    elif body.order_id is not None:
+        order, intent = await _for_order(session, gateway, body.order_id)
+    else:
+        raise InvalidRequest(
+            "Send `items` (Stripe prices and quantities) or the `order_id` of an order the shop "
+            "created.",
+            code="parameter_missing",
+            param="items",
+        )
+    return PublicPaymentIntent(
+        clientSecret=intent["client_secret"],
+        paymentIntentId=intent["id"],
+        orderId=order.id,
+        amount=intent["amount"],
+        currency=intent["currency"],
+    )
+
+
+async def _for_cart(
+    session: AsyncSession, gateway: StripeGateway, items: list[CartItem]
+) -> tuple[Order, dict[str, Any]]:
+    ids = list(dict.fromkeys(item.price for item in items))
+    fetched = await asyncio.gather(
+        *(gateway.retrieve_price(price) for price in ids), return_exceptions=True
+    )
+    prices = dict(zip(ids, fetched, strict=True))
+    currency: str | None = None
+    amount = 0
+    for i, item in enumerate(items):
+        param = f"items[{i}][price]"
+        price = prices[item.price]
+        if isinstance(price, NotFound):
+            raise InvalidRequest(
+                f"No such price: '{item.price}'", code="resource_missing", param=param
+            )
+        if isinstance(price, BaseException):
+            raise price
+        if not price.active:
+            raise InvalidRequest(
+                f"Price '{item.price}' is no longer sold (inactive).",
+                code="price_inactive",
+                param=param,
+            )
+        if price.type != "one_time" or price.unit_amount is None:
+            raise InvalidRequest(
+                f"Price '{item.price}' is not a one-time price with a fixed amount; recurring "
+                "prices are sold through a subscription checkout session.",
+                code="price_not_one_time",
+                param=param,
+            )
+        if currency is None:
+            currency = price.currency
+        elif price.currency != currency:
+            raise InvalidRequest(
+                f"Price '{item.price}' is in {price.currency.upper()}, the cart in "
+                f"{currency.upper()}: one payment has one currency.",
+                code="currency_mismatch",
+                param=param,
+            )
+        amount += price.unit_amount * item.quantity
+    assert currency is not None
+    check_amount(amount, currency, param="items")
+    order = await create_order(session, amount=amount, currency=currency, source=SOURCE)
+    outcome = await create_for_order(
+        session, gateway, order, {"automatic_payment_methods": {"enabled": True}}, source=SOURCE
+    )
+    return order, outcome.intent
+
+
+async def _for_order(
+    session: AsyncSession, gateway: StripeGateway, order_id: str
+) -> tuple[Order, dict[str, Any]]:
+    try:
+        order = await get_order(session, order_id, for_update=True)
+    except NotFound:
+        raise NotFound(f"No such order: '{order_id}'", param="order_id") from None
+    if order.checkout_session is not None:
+        raise Conflict(
+            f"Order '{order_id}' is paid through a Checkout Session, not a payment intent.",
+            code="order_not_payable",
+        )
+    if order.status not in PAYABLE:
+        raise Conflict(
+            f"Order '{order_id}' is {order.status}: only a pending or failed order can be paid.",
+            code="order_not_payable",
+        )
+    if order.payment_intent is None:
+        outcome = await create_for_order(
+            session, gateway, order, {"automatic_payment_methods": {"enabled": True}}, source=SOURCE
+        )
+        return order, outcome.intent
+    intent = (await gateway.retrieve_payment_intent(order.payment_intent)).to_dict()
+    if intent["status"] not in INTENT_PAYABLE:
+        raise Conflict(
+            f"Order '{order_id}' has a payment intent that is {intent['status']}; it cannot be "
+            "paid again.",
+            code="order_not_payable",
+        )
+    await sync_payment_intent(
+        session, order, intent, SOURCE, failed=intent.get("last_payment_error") is not None
+    )
+    return order, intent

@@ -1,0 +1,320 @@
+"""Stripe events → order transitions, behind the inbox.
+
+`receive` stores the event in the inbox (`webhook_events`, unique on the Stripe event id) with
+INSERT … ON CONFLICT DO NOTHING and applies it only when the row is new, in the request's one
+transaction: a redelivery changes nothing, and a failure leaves nothing half-applied, so
+Stripe's retry finds the event unprocessed.
+
+Stripe does not order its deliveries. Every handler is written so the order ends in Stripe's
+final state whatever the order of arrival: the state machine refuses moves backwards, amounts
+only grow, and a move out of `payment_failed` (a retry, or a late event from before the failure)
+is checked against the payment intent as Stripe has it now.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import is_postgres
+from app.errors import AppError, NotFound
+from app.models import CheckoutSession, Order, OrderStatus, PaymentIntent, WebhookEvent
+from app.orders.service import (
+    ORDER_KEY,
+    apply_refunded_amount,
+    find_order_for_checkout_session,
+    find_order_for_payment_intent,
+    get_order,
+    move,
+    record_checkout_session,
+    record_refund,
+    sync_payment_intent,
+)
+from app.orders.state import Decision, status_for_payment_intent
+from app.stripe_gateway import StripeGateway
+
+log = logging.getLogger("app.webhooks")
+
+
+class Outcome(StrEnum):
+    RECEIVED = "received"  # stored, not yet handled (only ever seen inside the transaction)
+    APPLIED = "applied"  # recorded what it says
+    IGNORED = "ignored"  # a type we do not handle, or an object that is not ours
+    STALE = "stale"  # behind or equal to what the order already says
+
+
+class OrderNotReady(AppError):
+    """The event names one of our orders that is not visible yet: its creating transaction has
+    not committed. Answered with a 503 so Stripe delivers the event again."""
+
+    status = 503
+    type = "api_error"
+    code = "order_not_ready"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    duplicate: bool
+    outcome: Outcome | None = None
+    order_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    order_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    object: dict[str, Any]
+    session: AsyncSession
+    gateway: StripeGateway
+
+
+Handler = Callable[[Event], Awaitable[Result]]
+
+
+async def receive(
+    session: AsyncSession, gateway: StripeGateway, payload: dict[str, Any]
+) -> Receipt:
+    """Store a verified event once and, if it is new, apply it."""
+    event_id, event_type = payload["id"], payload["type"]
+    obj: dict[str, Any] = payload.get("data", {}).get("object") or {}
+    insert = pg_insert if is_postgres(session) else sqlite_insert
+    inserted = await session.scalar(
+        insert(WebhookEvent)
+        .values(
+            stripe_event_id=event_id,
+            type=event_type,
+            object_id=obj.get("id"),
+            outcome=Outcome.RECEIVED,
+            payload=payload,
+        )
+        .on_conflict_do_nothing(index_elements=["stripe_event_id"])
+        .returning(WebhookEvent.id)
+    )
+    if inserted is None:
+        _log(event_id, event_type, None, "duplicate")
+        return Receipt(duplicate=True)
+    handler = HANDLERS.get(event_type, _ignore)
+    try:
+        result = await handler(Event(event_id, event_type, obj, session, gateway))
+    except OrderNotReady:
+        _log(event_id, event_type, None, "retry", level=logging.WARNING)
+        raise
+    await session.execute(
+        update(WebhookEvent).where(WebhookEvent.id == inserted).values(outcome=result.outcome)
+    )
+    _log(event_id, event_type, result.order_id, result.outcome.value)
+    return Receipt(duplicate=False, outcome=result.outcome, order_id=result.order_id)
+
+
+def _log(
+    event_id: str, event_type: str, order_id: str | None, outcome: str, level: int = logging.INFO
+) -> None:
+    log.log(
+        level,
+        "webhook %s %s order=%s outcome=%s",
+        event_id,
+        event_type,
+        order_id,
+        outcome,
+        extra={
+            "stripe_event_id": event_id,
+            "event_type": event_type,
+            "order_id": order_id,
+            "outcome": outcome,
+        },
+    )
+
+
+# Payment intents ----------------------------------------------------------------------------
+
+
+async def payment_intent_event(event: Event) -> Result:
+    intent = event.object
+    order = await _order_for(
+        event.session,
+        await find_order_for_payment_intent(event.session, intent["id"]),
+        intent.get("metadata"),
+    )
+    if order is None:
+        return Result(Outcome.IGNORED)
+    if event.type == "payment_intent.created" and await _mirrored(event.session, intent["id"]):
+        # The first event of an intent we already recorded (from the API's response) says
+        # nothing new, and must not overwrite a newer snapshot if it arrives late.
+        return Result(Outcome.STALE, order.id)
+    failed = event.type == "payment_intent.payment_failed"
+    target = status_for_payment_intent(intent["status"], failed=failed)
+    if order.status == OrderStatus.PAYMENT_FAILED and target not in (
+        None,
+        OrderStatus.PAYMENT_FAILED,
+    ):
+        # A retry after the failure, or an event from before it delivered late: only Stripe's
+        # current view of the intent can tell.
+        current = await event.gateway.retrieve_payment_intent(intent["id"])
+        intent = current.to_dict()
+        failed = (
+            intent["status"] == "requires_payment_method"
+            and intent.get("last_payment_error") is not None
+        )
+        target = status_for_payment_intent(intent["status"], failed=failed)
+    decision = await sync_payment_intent(event.session, order, intent, event.id, failed=failed)
+    if order.amount_refunded > 0:
+        # A refund delivered before the payment it refunds.
+        await apply_refunded_amount(event.session, order, order.amount_refunded, event.id)
+    if target is None:
+        return Result(Outcome.APPLIED, order.id)
+    return Result(_outcome(decision), order.id)
+
+
+# Refunds ------------------------------------------------------------------------------------
+
+
+async def charge_refunded(event: Event) -> Result:
+    charge = event.object
+    order = await _order_of_intent(event.session, charge.get("payment_intent"))
+    if order is None:
+        return Result(Outcome.IGNORED)
+    if not charge.get("captured"):
+        # An authorization released by a cancel: no money came in, none goes back.
+        return Result(Outcome.IGNORED, order.id)
+    amount = int(charge["amount"])
+    captured = int(charge.get("amount_captured") or amount)
+    # Stripe counts the uncaptured rest of a partial capture as refunded.
+    refunded = max(0, int(charge.get("amount_refunded") or 0) - (amount - captured))
+    order.amount_received = max(order.amount_received, captured)
+    decision = await apply_refunded_amount(event.session, order, refunded, event.id)
+    return Result(_outcome(decision), order.id)
+
+
+async def refund_event(event: Event) -> Result:
+    refund = event.object
+    order = await _order_of_intent(event.session, refund.get("payment_intent"))
+    if order is None:
+        return Result(Outcome.IGNORED)
+    await record_refund(event.session, order, refund)
+    return Result(Outcome.APPLIED, order.id)
+
+
+# Checkout sessions --------------------------------------------------------------------------
+
+CHECKOUT_TARGETS = {
+    "checkout.session.expired": OrderStatus.EXPIRED,
+    "checkout.session.async_payment_succeeded": OrderStatus.PAID,
+    "checkout.session.async_payment_failed": OrderStatus.PAYMENT_FAILED,
+}
+
+
+async def checkout_session_event(event: Event) -> Result:
+    checkout = event.object
+    order = await _order_for(
+        event.session,
+        await find_order_for_checkout_session(event.session, checkout["id"]),
+        checkout.get("metadata"),
+    )
+    if order is None:
+        # Subscription and setup sessions have no order: keep the mirror of the ones we made.
+        known = await event.session.scalar(
+            select(CheckoutSession.id).where(CheckoutSession.stripe_id == checkout["id"])
+        )
+        if known is None:
+            return Result(Outcome.IGNORED)
+        await record_checkout_session(event.session, None, checkout)
+        return Result(Outcome.APPLIED)
+    await record_checkout_session(event.session, order, checkout)
+    if event.type == "checkout.session.completed":
+        if checkout.get("payment_status") != "paid":
+            # Paid later (or never): the intent's events and async_payment_* will say.
+            return Result(Outcome.APPLIED, order.id)
+        target = OrderStatus.PAID
+    else:
+        target = CHECKOUT_TARGETS[event.type]
+    if target is OrderStatus.PAID and checkout.get("amount_total"):
+        order.amount_received = max(order.amount_received, int(checkout["amount_total"]))
+    decision = await move(event.session, order, target, event.id)
+    if decision is Decision.APPLY and target is OrderStatus.PAID and order.amount_refunded > 0:
+        await apply_refunded_amount(event.session, order, order.amount_refunded, event.id)
+    return Result(_outcome(decision), order.id)
+
+
+# Everything else ----------------------------------------------------------------------------
+
+
+async def _ignore(_event: Event) -> Result:
+    return Result(Outcome.IGNORED)
+
+
+HANDLERS: dict[str, Handler] = {
+    **{
+        f"payment_intent.{kind}": payment_intent_event
+        for kind in (
+            "created",
+            "requires_action",
+            "processing",
+            "amount_capturable_updated",
+            "succeeded",
+            "payment_failed",
+            "canceled",
+        )
+    },
+    "charge.refunded": charge_refunded,
+    "refund.created": refund_event,
+    "refund.updated": refund_event,
+    **{
+        f"checkout.session.{kind}": checkout_session_event
+        for kind in ("completed", "expired", "async_payment_succeeded", "async_payment_failed")
+    },
+}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _outcome(decision: Decision) -> Outcome:
+    return Outcome.APPLIED if decision is Decision.APPLY else Outcome.STALE
+
+
+async def _order_for(
+    session: AsyncSession, found: Order | None, metadata: dict[str, Any] | None
+) -> Order | None:
+    """The order found by its Stripe object, else the one the object's metadata names (under
+    ORDER_KEY; a shop's own `order_id` is not ours). Naming one that is not visible yet raises
+    OrderNotReady (503)."""
+    if found is not None:
+        return found
+    order_id = (metadata or {}).get(ORDER_KEY)
+    if not isinstance(order_id, str) or not order_id:
+        return None
+    try:
+        return await get_order(session, order_id, for_update=True)
+    except NotFound:
+        raise OrderNotReady(
+            f"Order '{order_id}' is not there yet; deliver this event again.",
+            headers={"Retry-After": "1"},
+        ) from None
+
+
+async def _order_of_intent(session: AsyncSession, intent: Any) -> Order | None:
+    intent_id = intent.get("id") if isinstance(intent, dict) else intent
+    if not intent_id:
+        return None
+    return await find_order_for_payment_intent(session, str(intent_id))
+
+
+async def _mirrored(session: AsyncSession, intent_id: str) -> bool:
+    found = await session.scalar(
+        select(PaymentIntent.id).where(PaymentIntent.stripe_id == intent_id)
+    )
+    return found is not None
