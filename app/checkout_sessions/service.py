@@ -18,7 +18,6 @@ from stripe.params.checkout import SessionCreateParams
 from app.checkout_sessions.schemas import CheckoutSessionCreate, LineItem
 from app.errors import InvalidRequest, NotFound, StripeFailure
 from app.models import CheckoutSession, Order, OrderStatus
-from app.models.base import utcnow
 from app.money import METADATA_MAX_KEYS, check_amount
 from app.orders.service import (
     ORDER_KEY,
@@ -255,15 +254,7 @@ async def _row(session: AsyncSession, session_id: str) -> CheckoutSession:
 async def _order_of(
     session: AsyncSession, row: CheckoutSession, *, to_move: bool = False
 ) -> Order | None:
-    """The session's order, locked until the transaction ends (on SQLite too when `to_move`)."""
+    """The session's order; locked until the transaction ends when it is `to_move`."""
     if row.order_id is None:
         return None
-    order = await get_order(session, row.order_id, for_update=True)
-    if not to_move:
-        return order
-    # SQLite has no FOR UPDATE: this first write takes its write lock instead, so webhooks about
-    # this order wait for our commit as they wait for the row lock on Postgres. Then re-read.
-    order.updated_at = utcnow()
-    await session.flush()
-    await session.refresh(order)
-    return order
+    return await get_order(session, row.order_id, for_update=to_move)

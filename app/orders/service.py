@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from app.db import is_postgres
 from app.errors import InvalidRequest, NotFound
 from app.models import CheckoutSession, Order, OrderHistory, OrderStatus, PaymentIntent, Refund
 from app.orders.state import Decision, decide, status_for_payment_intent, status_for_refunds
@@ -48,10 +49,7 @@ async def create_order(
 
 
 async def get_order(session: AsyncSession, order_id: str, *, for_update: bool = False) -> Order:
-    query = select(Order).where(Order.id == order_id)
-    if for_update:
-        query = query.with_for_update()
-    order = await session.scalar(query)
+    order = await _one(session, Order.id == order_id, for_update=for_update)
     if order is None:
         raise NotFound(f"No such order: '{order_id}'", param="id")
     return order
@@ -60,19 +58,30 @@ async def get_order(session: AsyncSession, order_id: str, *, for_update: bool = 
 async def find_order_for_payment_intent(
     session: AsyncSession, payment_intent: str, *, for_update: bool = True
 ) -> Order | None:
-    query = select(Order).where(Order.payment_intent == payment_intent)
-    if for_update:
-        query = query.with_for_update()
-    return await session.scalar(query)
+    return await _one(session, Order.payment_intent == payment_intent, for_update=for_update)
 
 
 async def find_order_for_checkout_session(
     session: AsyncSession, checkout_session: str, *, for_update: bool = True
 ) -> Order | None:
-    query = select(Order).where(Order.checkout_session == checkout_session)
+    return await _one(session, Order.checkout_session == checkout_session, for_update=for_update)
+
+
+async def _one(
+    session: AsyncSession, condition: ColumnElement[bool], *, for_update: bool
+) -> Order | None:
+    """One order; `for_update` holds it until the transaction ends. Postgres locks the row;
+    SQLite has no row locks, so a no-op write first takes its database write lock, which other
+    writers (webhooks, replicas) then wait for in the same way."""
+    query = select(Order).where(condition)
     if for_update:
-        query = query.with_for_update()
-    return await session.scalar(query)
+        if is_postgres(session):
+            query = query.with_for_update()
+        else:
+            await session.execute(
+                update(Order).where(condition).values(updated_at=Order.updated_at)
+            )
+    return await session.scalar(query.execution_options(populate_existing=True))
 
 
 async def history_of(session: AsyncSession, order_id: str) -> Sequence[OrderHistory]:

@@ -14,7 +14,6 @@ from stripe.params import RefundCreateParams
 
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.models import Order, OrderStatus, Refund
-from app.models.base import utcnow
 from app.orders.service import (
     apply_refunded_amount,
     find_order_for_payment_intent,
@@ -101,11 +100,6 @@ async def _refundable_order(session: AsyncSession, payment_intent: str) -> Order
         raise NotFound(
             f"No order has the payment intent '{payment_intent}'.", param="payment_intent"
         )
-    # SQLite has no FOR UPDATE: this first write takes its write lock instead, so webhooks about
-    # this order wait for our commit as they wait for the row lock on Postgres. Then re-read.
-    order.updated_at = utcnow()
-    await session.flush()
-    await session.refresh(order)
     if order.status not in REFUNDABLE:
         raise Conflict(
             f"Order {order.id} is {order.status}: only a paid or partially refunded order can "
