@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import stripe
+from fastapi import Depends, Request
 from stripe.params import (
     CustomerCreateParams,
     CustomerListParams,
@@ -310,3 +311,12 @@ def translate(exc: stripe.StripeError, *, write: bool) -> AppError:
             )
         return StripeUnavailable("Stripe is failing; retry later.", headers={"Retry-After": "1"})
     return StripeFailure("Stripe refused the service's request.", code="stripe_error")
+
+
+def _from_app(request: Request) -> StripeGateway:
+    gateway: StripeGateway = request.app.state.stripe
+    return gateway
+
+
+# The gateway the lifespan built, for endpoints: `stripe: Gateway`.
+Gateway = Annotated[StripeGateway, Depends(_from_app)]

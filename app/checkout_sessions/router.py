@@ -4,25 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 
 from app.auth import Caller
 from app.checkout_sessions import service
 from app.checkout_sessions.schemas import CheckoutSessionCreate, CheckoutSessionRead
 from app.db import Session
-from app.stripe_gateway import StripeGateway
+from app.stripe_gateway import Gateway
 
 router = APIRouter(prefix="/checkout-sessions", tags=["checkout sessions"])
 
 Expandable = Literal["line_items", "customer", "payment_intent", "subscription", "setup_intent"]
-
-
-def _gateway(request: Request) -> StripeGateway:
-    gateway: StripeGateway = request.app.state.stripe
-    return gateway
-
-
-Gateway = Annotated[StripeGateway, Depends(_gateway)]
 
 
 @router.post("", summary="Create a Checkout Session", response_model=CheckoutSessionRead)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 
 from app.auth import Caller
 from app.customers import service
@@ -18,17 +18,9 @@ from app.customers.schemas import (
     PaymentMethodRead,
 )
 from app.db import Session
-from app.stripe_gateway import StripeGateway
+from app.stripe_gateway import Gateway
 
 router = APIRouter(prefix="/customers", tags=["customers"])
-
-
-def _gateway(request: Request) -> StripeGateway:
-    gateway: StripeGateway = request.app.state.stripe
-    return gateway
-
-
-Gateway = Annotated[StripeGateway, Depends(_gateway)]
 
 
 @router.post("", summary="Create a customer", response_model=CustomerRead)

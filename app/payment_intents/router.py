@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import JSONResponse
 
 from app.auth import Caller
@@ -20,7 +20,7 @@ from app.payment_intents.schemas import (
     PaymentIntentRead,
     PaymentIntentSearchResult,
 )
-from app.stripe_gateway import StripeGateway
+from app.stripe_gateway import Gateway
 
 router = APIRouter(prefix="/payment-intents", tags=["payment intents"])
 
@@ -43,14 +43,6 @@ IntentStatus = Literal[
     "canceled",
     "succeeded",
 ]
-
-
-def gateway(request: Request) -> StripeGateway:
-    stripe: StripeGateway = request.app.state.stripe
-    return stripe
-
-
-Gateway = Annotated[StripeGateway, Depends(gateway)]
 
 
 def _answer(outcome: service.Outcome, *, secret: bool = False) -> PaymentIntentRead | JSONResponse:

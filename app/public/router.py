@@ -6,9 +6,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.db import Session
-from app.payment_intents.router import ERROR, Gateway
+from app.payment_intents.router import ERROR
 from app.public import service
 from app.public.schemas import PublicPaymentIntent, PublicPaymentIntentCreate
+from app.stripe_gateway import Gateway
 
 router = APIRouter(prefix="/api", tags=["frontend"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 
 from app.auth import Caller
 from app.db import Session
@@ -12,17 +12,9 @@ from app.models import Refund
 from app.models.base import aware
 from app.refunds import service
 from app.refunds.schemas import RefundCreate, RefundList, RefundRead, RefundSummary
-from app.stripe_gateway import StripeGateway
+from app.stripe_gateway import Gateway
 
 router = APIRouter(prefix="/refunds", tags=["refunds"])
-
-
-def _gateway(request: Request) -> StripeGateway:
-    gateway: StripeGateway = request.app.state.stripe
-    return gateway
-
-
-Gateway = Annotated[StripeGateway, Depends(_gateway)]
 
 
 @router.post("", summary="Refund a payment", response_model=RefundRead)

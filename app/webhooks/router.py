@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from app.db import Session
 from app.errors import InvalidRequest
-from app.stripe_gateway import SignatureError, StripeGateway
+from app.stripe_gateway import Gateway, SignatureError
 from app.webhooks import handlers
 
 log = logging.getLogger("app.webhooks")
@@ -44,11 +44,6 @@ class WebhookReceipt(BaseModel):
     )
 
 
-def gateway(request: Request) -> StripeGateway:
-    stripe: StripeGateway = request.app.state.stripe
-    return stripe
-
-
 @router.post(
     "/webhooks/stripe",
     summary="Receive a Stripe event",
@@ -75,9 +70,7 @@ def gateway(request: Request) -> StripeGateway:
         },
     },
 )
-async def receive(
-    request: Request, session: Session, stripe: Annotated[StripeGateway, Depends(gateway)]
-) -> WebhookReceipt:
+async def receive(request: Request, session: Session, stripe: Gateway) -> WebhookReceipt:
     """The endpoint to register with Stripe. `Stripe-Signature` is verified over the raw body
     with `STRIPE_WEBHOOK_SECRET`, allowing 300 seconds of clock difference; a missing, invalid
     or stale signature is a 400 and nothing is stored.
