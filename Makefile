@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 EMULATOR_PORT ?= 12111
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate emulator test lint format bench bench-emulator clean
+.PHONY: help install run migrate emulator test fuzz lint format bench bench-emulator soak clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## Create .venv and install the project with its dev tools
 
@@ -31,6 +31,10 @@ emulator: install ## Start the offline Stripe emulator (EMULATOR_PORT, default 1
 test: install ## Run the whole test suite
 	$(BIN)/pytest
 
+FUZZ_EXAMPLES ?= 500
+fuzz: install ## Schemathesis on the service's OpenAPI, FUZZ_EXAMPLES per operation (default 500)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -p no:cacheprovider tests/app/test_fuzz.py
+
 lint: install ## ruff (lint and format check) and mypy strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -42,10 +46,10 @@ format: install ## Apply ruff's formatting and safe fixes
 
 bench: bench-emulator ## Every benchmark (needs wrk: apt-get install wrk)
 
-bench-migrate: install ## Bring DATABASE_URL to the latest schema
-	$(BIN)/python -m app migrate
+soak: install ## 1,000 payment flows, 2 service processes, Stripe faults, a SIGKILL (needs Postgres)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
-emulator: install ## PaymentIntent creations/s through the emulator with 100,000 stored
+bench-emulator: install ## PaymentIntent creations/s through the emulator with 100,000 stored
 	$(BIN)/python -m bench.emulator
 
 clean: ## Remove the virtualenv and caches

@@ -3,11 +3,15 @@
 python -m app migrate    bring the database to the latest schema (alembic upgrade head)
 python -m app run        migrate, then serve; with no STRIPE_SECRET_KEY (sandbox mode) it also
                          starts the Stripe emulator wired to the service's webhook endpoint
+python -m app reconcile  apply what Stripe holds to orders whose webhooks were lost (every
+                         unfinished order's payment intent, then Stripe events not in the
+                         inbox); prints each change; exits 1 if an item failed
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import secrets
 import subprocess
@@ -18,7 +22,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
-from app.config import SANDBOX_STRIPE_API_BASE, SANDBOX_WEBHOOK_SECRET, Settings
+from app.config import SANDBOX_STRIPE_API_BASE, SANDBOX_WEBHOOK_SECRET, ConfigurationError, Settings
+from app.reconcile import MAX_EVENT_DAYS, reconcile
 
 SANDBOX_KEY_FILE = Path("var/api_key")
 
@@ -90,9 +95,45 @@ def main(argv: list[str] | None = None) -> None:
     run_parser = commands.add_parser("run", help="migrate and serve (with the emulator in sandbox)")
     run_parser.add_argument("--host", default="127.0.0.1")
     run_parser.add_argument("--port", type=int, default=8000)
+    reconcile_parser = commands.add_parser(
+        "reconcile", help="apply Stripe's state to orders whose webhooks were lost"
+    )
+    reconcile_parser.add_argument(
+        "--min-age",
+        type=int,
+        metavar="SECONDS",
+        help="only orders at least this old (default: RECONCILE_MIN_AGE_SECONDS, 300)",
+    )
+    reconcile_parser.add_argument(
+        "--since-days",
+        type=int,
+        default=MAX_EVENT_DAYS,
+        choices=range(1, MAX_EVENT_DAYS + 1),
+        metavar="DAYS",
+        help=f"Stripe events of the last DAYS days, 1 to {MAX_EVENT_DAYS} (default)",
+    )
     args = parser.parse_args(argv)
+    try:
+        _dispatch(args)
+    except ConfigurationError as error:
+        raise SystemExit(f"payments service: refusing to start: {error}") from None
+
+
+def _dispatch(args: argparse.Namespace) -> None:
     if args.command == "migrate":
         migrate(Settings())
+    elif args.command == "reconcile":
+        settings = Settings()
+        min_age = settings.reconcile_min_age_seconds if args.min_age is None else args.min_age
+        report = asyncio.run(
+            reconcile(
+                settings,
+                min_age_seconds=max(0, min_age),
+                since_days=args.since_days,
+                out=lambda line: print(line, flush=True),  # noqa: T201
+            )
+        )
+        sys.exit(1 if report.errors else 0)
     else:
         run(args.host, args.port)
 

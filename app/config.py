@@ -1,16 +1,39 @@
-"""Settings from the environment (and `.env`): database, Stripe, API keys, CORS."""
+"""Settings from the environment (and `.env`): database, Stripe, API keys, CORS, limits.
+
+A setting that does not validate raises `ConfigurationError`, whose message names the variables
+and the rules they break but never their values: pydantic's own error would echo the input, and
+the input holds the secrets.
+"""
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SANDBOX_STRIPE_KEY = "sk_test_sandbox"
 SANDBOX_STRIPE_API_BASE = "http://127.0.0.1:12111"
 SANDBOX_WEBHOOK_SECRET = "whsec_sandbox"
+
+
+RATE_WINDOWS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
+
+
+class ConfigurationError(ValueError):
+    """The settings are unusable; the message names the variables, never their values."""
+
+    @classmethod
+    def of(cls, error: ValidationError) -> ConfigurationError:
+        problems = []
+        for item in error.errors(include_input=False, include_url=False, include_context=False):
+            names = ".".join(str(part) for part in item["loc"]).upper()
+            message = str(item["msg"]).removeprefix("Value error, ")
+            problems.append(f"{names}: {message}" if names else message)
+        return cls("invalid settings: " + "; ".join(problems))
 
 
 def _split(value: object) -> object:
@@ -30,10 +53,36 @@ class Settings(BaseSettings):
     stripe_webhook_secret: SecretStr | None = None
     stripe_max_network_retries: int = Field(default=2, ge=0, le=10)
     stripe_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Stripe's 429: retried this many times, each after Retry-After capped at the wait below.
+    stripe_rate_limit_retries: int = Field(default=2, ge=0, le=10)
+    stripe_rate_limit_max_wait_seconds: float = Field(default=2.0, ge=0)
+    # `python -m app reconcile` leaves younger orders to the requests and webhooks in flight.
+    reconcile_min_age_seconds: int = Field(default=300, ge=0)
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_tolerance_seconds: int = 300
     idempotency_ttl_seconds: int = 24 * 60 * 60
+    # Requests per client IP on the public endpoint: "<n>/<second|minute|hour|day>", or "off".
+    public_rate_limit: str = "60/minute"
+    # Shared counters for the rate limit across replicas (redis://…); in process memory without.
+    rate_limit_redis_url: SecretStr | None = None
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    public_max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise ConfigurationError.of(error) from None
+
+    @field_validator("public_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        if value.strip().lower() != "off" and not _RATE.match(value):
+            raise ValueError("must be '<n>/<second|minute|hour|day>' (e.g. '60/minute') or 'off'")
+        return value.strip()
 
     @model_validator(mode="before")
     @classmethod
@@ -48,10 +97,26 @@ class Settings(BaseSettings):
     def _refuse_unsafe(self) -> Settings:
         key = self.stripe_secret_key.get_secret_value() if self.stripe_secret_key else ""
         if key.startswith(("sk_live_", "rk_live_")) and not self.api_keys:
-            raise ValueError("a live Stripe key needs API_KEYS: refusing to start unprotected")
+            raise ValueError(
+                "a live Stripe key (sk_live_…) needs API_KEYS: without them anyone could move money"
+            )
         if key and not self.stripe_webhook_secret:
             raise ValueError("STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY")
         return self
+
+    @cached_property
+    def public_rate(self) -> tuple[int, int] | None:
+        """The public endpoint's limit as (requests, window seconds); None when off."""
+        match = _RATE.match(self.public_rate_limit)
+        if match is None:
+            return None
+        return int(match.group(1)), RATE_WINDOWS[match.group(2)]
+
+    def secrets(self) -> list[str]:
+        """Every configured secret, for the log redaction to remove wherever it appears."""
+        found = [self.stripe_key, self.webhook_secret]
+        found += [key.get_secret_value() for key in self.api_keys]
+        return [value for value in found if len(value) >= 8]
 
     @property
     def sandbox(self) -> bool:

@@ -3,7 +3,9 @@ response is sent and rolled back on any error. Services flush; they never commit
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -17,11 +19,23 @@ from sqlalchemy.ext.asyncio import (
 )
 
 
+def _json_default(value: Any) -> Any:
+    # Stripe's `*_decimal` fields (`unit_amount_decimal`) arrive as Decimal; Stripe sends them
+    # as strings, and so do we.
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json_serializer(value: Any) -> str:
+    return json.dumps(value, default=_json_default)
+
+
 def create_engine(url: str) -> AsyncEngine:
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    options: dict[str, Any] = {"pool_pre_ping": True, "json_serializer": _json_serializer}
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        options = {"connect_args": {"timeout": 30}}
+        options = {"connect_args": {"timeout": 30}, "json_serializer": _json_serializer}
     else:
         options.update(pool_size=20, max_overflow=20)
     engine = create_async_engine(url, **options)

@@ -10,9 +10,27 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("app.errors")
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=["invalid_request_error"])
+    code: str | None = Field(examples=["parameter_invalid"])
+    message: str = Field(examples=["amount: Input should be greater than 0"])
+    param: str | None = Field(examples=["amount"])
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error the service answers: Stripe's envelope. Card errors add `decline_code`,
+    `payment_intent` and `order_id`."""
+
+    error: ErrorDetail
 
 
 class AppError(Exception):
@@ -128,6 +146,20 @@ def install(app: FastAPI) -> None:
         code = {404: "route_not_found", 405: "method_not_allowed"}.get(exc.status_code)
         error = AppError(str(exc.detail), code=code, status=exc.status_code)
         return _render(exc.status_code, error.body(), dict(exc.headers or {}))
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
+        # Handled here rather than by the catch-all, which Starlette re-raises (closing the
+        # client's keep-alive connection): the transaction was rolled back, so a retry is safe.
+        log.warning("database error: %s", type(exc.orig).__name__ if exc.orig else type(exc))
+        error = AppError(
+            "The database is unavailable or refused the change; nothing was saved. Retry shortly.",
+            code="database_unavailable",
+            status=503,
+            headers={"Retry-After": "1"},
+        )
+        error.type = "api_error"
+        return _render(503, error.body(), error.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -4,16 +4,19 @@ The first request with a key claims it (a row committed at once, so every replic
 and stores its response; the same key and body later replay that response for 24 hours. The same
 key with another body is a 400 `idempotency_error`; a key whose first request is still running is
 a 409 the caller can retry. A response of 5xx (or 401/409/429) is not kept: the key is released.
+A claim whose request never finished (its process was killed) is taken over by the same request
+once it is older than the longest a request can run (the Stripe timeout times its tries, plus a
+margin), so a retry is not refused for 24 hours.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +27,7 @@ from app.models.base import aware, utcnow
 
 NOT_KEPT = {401, 409, 429}
 MAX_KEY_LENGTH = 255
+LEASE_MARGIN_SECONDS = 30
 
 
 class IdempotencyMiddleware:
@@ -48,8 +52,14 @@ class IdempotencyMiddleware:
         fingerprint = hashlib.sha256(
             b"\n".join([scope["path"].encode(), scope.get("query_string", b""), body])
         ).hexdigest()
-        sessionmaker: async_sessionmaker[AsyncSession] = scope["app"].state.sessionmaker
-        claimed, existing = await self._claim(sessionmaker, owner, key, fingerprint)
+        state = scope["app"].state
+        sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
+        lease = timedelta(
+            seconds=state.settings.stripe_timeout_seconds
+            * (state.settings.stripe_max_network_retries + 1)
+            + LEASE_MARGIN_SECONDS
+        )
+        claimed, existing = await self._claim(sessionmaker, owner, key, fingerprint, lease)
         if not claimed:
             assert existing is not None
             await _replay_or_refuse(send, existing, fingerprint, key)
@@ -67,7 +77,12 @@ class IdempotencyMiddleware:
         await captured.replay(send)
 
     async def _claim(
-        self, sessionmaker: async_sessionmaker[AsyncSession], owner: str, key: str, fingerprint: str
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        owner: str,
+        key: str,
+        fingerprint: str,
+        lease: timedelta,
     ) -> tuple[bool, IdempotencyKey | None]:
         async with sessionmaker() as session:
             for _ in range(2):
@@ -88,8 +103,31 @@ class IdempotencyMiddleware:
                     await session.delete(existing)
                     await session.commit()
                     continue
+                if (
+                    existing.status_code is None
+                    and existing.fingerprint == fingerprint
+                    and aware(existing.created_at) < utcnow() - lease
+                    and await self._take_over(session, existing, utcnow() - lease)
+                ):
+                    return True, None
                 return False, existing
         return False, None
+
+    async def _take_over(
+        self, session: AsyncSession, abandoned: IdempotencyKey, started_before: datetime
+    ) -> bool:
+        """Claim an abandoned in-flight key; of two retries racing for it, one wins."""
+        result = await session.execute(
+            update(IdempotencyKey)
+            .where(
+                IdempotencyKey.id == abandoned.id,
+                IdempotencyKey.status_code.is_(None),
+                IdempotencyKey.created_at < started_before,
+            )
+            .values(created_at=utcnow())
+        )
+        await session.commit()
+        return bool(getattr(result, "rowcount", 0) == 1)
 
     async def _store(
         self,

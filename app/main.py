@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 
 from app import errors
 from app.auth import key_digest
 from app.checkout_sessions.router import router as checkout_sessions
-from app.config import Settings
+from app.config import ConfigurationError, Settings
 from app.customers.router import router as customers
 from app.db import create_engine, create_sessionmaker
 from app.health import router as health
 from app.idempotency import IdempotencyMiddleware
+from app.log import configure_logging
 from app.orders.router import router as orders
 from app.payment_intents.router import router as payment_intents
 from app.public.router import router as public
 from app.refunds.router import router as refunds
+from app.security import SecurityMiddleware, make_rate_limiter
 from app.stripe_gateway import StripeGateway
 from app.webhooks.router import router as webhooks
 
@@ -32,21 +35,75 @@ Authenticate with `Authorization: Bearer <API key>` (the keys in `API_KEYS`). Ev
 an `Idempotency-Key` header. Errors share one envelope:
 `{"error": {"type", "code", "message", "param"}}`.
 """
+PUBLIC_PATH = "/api/create-payment-intent"
+WEBHOOK_PATH = "/webhooks/stripe"
+# Operations without an API key (besides /docs and /openapi.json, which are not operations).
+PUBLIC_OPERATIONS = frozenset({("post", PUBLIC_PATH), ("post", WEBHOOK_PATH), ("get", "/health")})
+ERROR_STATUSES = {
+    400: "Invalid request: a parameter (`param` names it), card data in the body "
+    "(`card_data_refused`), or an `Idempotency-Key` reused with another body.",
+    401: "No API key, or an unknown one.",
+    404: "No such object (`param` names the id).",
+    409: "The object's state forbids it, or a request with this `Idempotency-Key` is still "
+    "running (retry after `Retry-After`).",
+    413: "The body is larger than this endpoint accepts.",
+    429: "Too many requests from this address: retry after `Retry-After` seconds.",
+    500: "An internal error.",
+    502: "Stripe answered with an error the service did not expect.",
+    503: "Stripe is unreachable or rate limiting the service, or the outcome of a call is "
+    "unknown: retry after `Retry-After` seconds with the same `Idempotency-Key`.",
+}
 
 
-def _configure_logging() -> None:
-    """One line per event from `app.*` on stderr (structured JSON logs arrive with issue 5)."""
-    logger = logging.getLogger("app")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+def _error_statuses(method: str, path: str) -> list[int]:
+    if (method, path) == ("get", "/health"):
+        return [500, 503]
+    statuses = [400, 404, 500, 502, 503]
+    if (method, path) not in PUBLIC_OPERATIONS:
+        statuses.append(401)
+    if method in ("post", "put", "patch", "delete"):
+        statuses += [409, 413]
+    if path == PUBLIC_PATH:
+        statuses.append(429)
+    return statuses
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with every error status an operation can answer declared with the
+    envelope's schema (and FastAPI's 422, which this service never sends, removed)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    spec = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    envelope = errors.ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(envelope.pop("$defs", {}))
+    schemas["ErrorEnvelope"] = envelope
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            for status in _error_statuses(method, path):
+                responses.setdefault(str(status), {"description": ERROR_STATUSES[status]})
+            for code, response in responses.items():
+                if code[0] in "45":
+                    response["content"] = content
+    app.openapi_schema = spec
+    return spec
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    _configure_logging()
+    redact = configure_logging(
+        fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets()
+    )
+    limiter = make_rate_limiter(
+        settings.rate_limit_redis_url.get_secret_value() if settings.rate_limit_redis_url else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.stripe.close()
+            await limiter.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -80,15 +138,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health,
     ):
         app.include_router(router)
+    # Added innermost first: CORS, then the security checks, then idempotency, then the routes.
     app.add_middleware(IdempotencyMiddleware, ttl_seconds=settings.idempotency_ttl_seconds)
+    app.add_middleware(
+        SecurityMiddleware,
+        redact=redact,
+        max_body=settings.max_body_bytes,
+        public_paths=frozenset({PUBLIC_PATH}),
+        public_max_body=settings.public_max_body_bytes,
+        rate=settings.public_rate,
+        limiter=limiter,
+        card_exempt=frozenset({WEBHOOK_PATH}),
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["POST", "OPTIONS"],
             allow_headers=["Content-Type", "Idempotency-Key"],
+            expose_headers=["Retry-After"],
         )
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
-app = create_app()
+try:
+    app = create_app()
+except ConfigurationError as error:
+    # A clean exit for `uvicorn app.main:app`: the message, no traceback, no setting's value.
+    raise SystemExit(f"payments service: refusing to start: {error}") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
 from app.errors import InvalidRequest
 
@@ -32,6 +33,14 @@ MINIMUM = {
     "myr": 200, "nok": 300, "nzd": 50, "pln": 200, "ron": 200, "sek": 300, "sgd": 50, "thb": 1000,
 }  # fmt: skip
 
+# Stripe's special cases (docs.stripe.com/currencies#special-cases). ISK is two-decimal in the
+# API, but since 2023-04-14 charges and refunds must be whole krónur: multiples of 100. HUF and
+# TWD are whole units only for payouts (charges may use two decimals); UGX is zero-decimal.
+WHOLE_UNITS_OF = {"isk": 100}
+
+DESCRIPTOR_FORBIDDEN = frozenset("<>\\'\"*")
+SUFFIX_MAX = 22
+
 METADATA_MAX_KEYS = 50
 METADATA_MAX_KEY = 40
 METADATA_MAX_VALUE = 500
@@ -42,6 +51,23 @@ def _currency(value: Any) -> Any:
         value = value.strip().lower()
         if value not in CURRENCIES:
             raise ValueError(f"'{value}' is not a currency Stripe supports (ISO 4217, e.g. 'usd')")
+    return value
+
+
+def _suffix(value: str) -> str:
+    if len(value) > SUFFIX_MAX:
+        raise PydanticCustomError(
+            "statement_descriptor_suffix",
+            "must be at most {limit} characters",
+            {"limit": SUFFIX_MAX},
+        )
+    if not any(c.isalpha() for c in value):
+        raise PydanticCustomError("statement_descriptor_suffix", "must contain at least one letter")
+    if any(c in DESCRIPTOR_FORBIDDEN for c in value):
+        raise PydanticCustomError(
+            "statement_descriptor_suffix",
+            "cannot contain any of these characters: < > \\ ' \" *",
+        )
     return value
 
 
@@ -68,6 +94,15 @@ Amount = Annotated[
         examples=[2000],
     ),
 ]
+StatementDescriptorSuffix = Annotated[
+    str,
+    AfterValidator(_suffix),
+    Field(
+        description="Shown after the account's statement descriptor prefix: up to 22 "
+        "characters, at least one letter, none of < > \\ ' \" *.",
+        examples=["PRO SUB"],
+    ),
+]
 Metadata = Annotated[
     dict[str, str], AfterValidator(_metadata), Field(examples=[{"order_id": "6735"}])
 ]
@@ -86,6 +121,20 @@ def check_amount(amount: int, currency: str, param: str = "amount") -> None:
         raise InvalidRequest(
             f"Amount must be at most {MAX_AMOUNT} minor units.",
             code="amount_too_large",
+            param=param,
+        )
+    check_units(amount, currency, param)
+
+
+def check_units(amount: int, currency: str, param: str = "amount") -> None:
+    """The currency's granularity: ISK in whole krónur, three-decimal currencies in tens (also
+    for refunds and captures, which have no minimum)."""
+    whole = WHOLE_UNITS_OF.get(currency)
+    if whole and amount % whole:
+        raise InvalidRequest(
+            f"{currency.upper()} amounts must be whole units: a multiple of {whole} (Stripe "
+            f"keeps {currency.upper()} two-decimal in its API but charges whole units only).",
+            code="invalid_amount",
             param=param,
         )
     if currency in THREE_DECIMAL and amount % 10:

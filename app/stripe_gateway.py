@@ -1,15 +1,21 @@
 """The only code that imports `stripe`: one thin async method per Stripe operation.
 
 Errors become the service's own (`app.errors`): a card error is 402 with Stripe's code; Stripe's
-invalid-request errors are 400/404 with Stripe's message; rate limiting is 503 with Retry-After;
-a timeout or dropped connection on a write means the outcome is unknown, never "failed".
+invalid-request errors are 400/404 with Stripe's message; a timeout or dropped connection on a
+write means the outcome is unknown, never "failed".
+
+Retries: the SDK retries 5xx, 409 and network errors itself (`max_network_retries`, same
+idempotency key). It does not retry 429, so `_call` does: at most `stripe_rate_limit_retries`
+more attempts, each after Stripe's `Retry-After` capped at `stripe_rate_limit_max_wait_seconds`;
+then 503 with Retry-After.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import stripe
@@ -18,10 +24,12 @@ from stripe.params import (
     CustomerCreateParams,
     CustomerListParams,
     CustomerUpdateParams,
+    EventListParams,
     PaymentIntentCancelParams,
     PaymentIntentCaptureParams,
     PaymentIntentConfirmParams,
     PaymentIntentCreateParams,
+    PaymentIntentSearchParams,
     PaymentMethodAttachParams,
     RefundCreateParams,
 )
@@ -56,6 +64,8 @@ class StripeGateway:
             base_addresses=base,  # type: ignore[arg-type]
             max_network_retries=settings.stripe_max_network_retries,
         )
+        self.rate_limit_retries = settings.stripe_rate_limit_retries
+        self.rate_limit_max_wait = settings.stripe_rate_limit_max_wait_seconds
         self.webhook_secret = settings.webhook_secret
         self.webhook_tolerance = settings.webhook_tolerance_seconds
 
@@ -87,6 +97,14 @@ class StripeGateway:
         return await self._read(
             "payment_intent.retrieve",
             lambda: self.client.v1.payment_intents.retrieve_async(intent_id),
+        )
+
+    async def search_payment_intents(
+        self, params: PaymentIntentSearchParams
+    ) -> stripe.SearchResultObject[stripe.PaymentIntent]:
+        return await self._read(
+            "payment_intent.search",
+            lambda: self.client.v1.payment_intents.search_async(params),
         )
 
     async def confirm_payment_intent(
@@ -234,6 +252,19 @@ class StripeGateway:
             "event.retrieve", lambda: self.client.v1.events.retrieve_async(event_id)
         )
 
+    async def list_events(self, params: EventListParams) -> AsyncIterator[stripe.Event]:
+        """Every event matching `params`, newest first, one page request at a time."""
+        page_params = EventListParams(**params)
+        while True:
+            page = await self._read(
+                "event.list", lambda: self.client.v1.events.list_async(page_params)
+            )
+            for event in page.data:
+                yield event
+            if not page.has_more or not page.data:
+                return
+            page_params["starting_after"] = page.data[-1].id
+
     # ---------------------------------------------------------------------------------------
 
     async def _write(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -243,29 +274,48 @@ class StripeGateway:
         return await self._call(operation, call, write=False)
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]], *, write: bool) -> T:
-        started = time.perf_counter()
-        outcome = "ok"
-        request_id: str | None = None
-        try:
-            result = await call()
-            response = getattr(result, "last_response", None)
-            request_id = getattr(response, "request_id", None)
-            return result
-        except stripe.StripeError as exc:
-            outcome = type(exc).__name__
-            request_id = exc.request_id
-            raise translate(exc, write=write) from exc
-        finally:
-            log.info(
-                "stripe.%s",
-                operation,
-                extra={
-                    "operation": operation,
-                    "stripe_request_id": request_id,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                    "outcome": outcome,
-                },
-            )
+        retries = 0
+        while True:
+            started = time.perf_counter()
+            outcome = "ok"
+            request_id: str | None = None
+            wait = 0.0
+            try:
+                result = await call()
+                response = getattr(result, "last_response", None)
+                request_id = getattr(response, "request_id", None)
+                return result
+            except stripe.RateLimitError as exc:
+                outcome = type(exc).__name__
+                request_id = exc.request_id
+                if retries >= self.rate_limit_retries:
+                    raise translate(exc, write=write) from exc
+                wait = min(_retry_after(exc), self.rate_limit_max_wait)
+            except stripe.StripeError as exc:
+                outcome = type(exc).__name__
+                request_id = exc.request_id
+                raise translate(exc, write=write) from exc
+            finally:
+                log.info(
+                    "stripe.%s",
+                    operation,
+                    extra={
+                        "operation": operation,
+                        "stripe_request_id": request_id,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                        "outcome": outcome,
+                    },
+                )
+            retries += 1
+            await asyncio.sleep(wait)
+
+
+def _retry_after(exc: stripe.StripeError) -> float:
+    """Stripe's `Retry-After` in seconds (1 when absent or not a number of seconds)."""
+    try:
+        return max(0.0, float((exc.headers or {}).get("Retry-After") or 1))
+    except ValueError:
+        return 1.0
 
 
 def translate(exc: stripe.StripeError, *, write: bool) -> AppError:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.money import MAX_AMOUNT, Currency, Metadata
+from app.money import MAX_AMOUNT, Currency, Metadata, StatementDescriptorSuffix
 
 MAX_LINE_ITEMS = 100
 MAX_QUANTITY = 999_999
@@ -78,7 +78,7 @@ class PaymentIntentData(_Body):
     metadata: Metadata | None = None
     receipt_email: str | None = Field(default=None, max_length=512)
     setup_future_usage: Literal["off_session", "on_session"] | None = None
-    statement_descriptor_suffix: str | None = Field(default=None, max_length=22)
+    statement_descriptor_suffix: StatementDescriptorSuffix | None = None
 
 
 class CheckoutSessionCreate(_Body):

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, Json, StripeId, Timestamps, new_id, utcnow
@@ -27,7 +27,10 @@ class OrderStatus(StrEnum):
 
 class Order(Timestamps, Base):
     __tablename__ = "orders"
-    __table_args__ = (Index("ix_orders_customer_status", "customer", "status"),)
+    __table_args__ = (
+        Index("ix_orders_customer_status", "customer", "status"),
+        UniqueConstraint("idempotency_owner", "idempotency_key"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("ord"))
     status: Mapped[OrderStatus] = mapped_column(String(32), default=OrderStatus.PENDING)
@@ -42,6 +45,10 @@ class Order(Timestamps, Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", Json, default=dict)
     # Counts payment attempts, so each attempt gets its own Stripe idempotency key.
     attempts: Mapped[int] = mapped_column(default=0)
+    # The caller (its API key's digest) and `Idempotency-Key` that created the order, if any: a
+    # retry of that request finds this order instead of making another.
+    idempotency_owner: Mapped[str | None] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
 
     history: Mapped[list[OrderHistory]] = relationship(
         back_populates="order", lazy="raise", order_by="OrderHistory.id"

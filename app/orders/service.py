@@ -4,16 +4,23 @@ keeping a history entry for every change and the local mirror of their payment i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.db import is_postgres
 from app.errors import InvalidRequest, NotFound
 from app.models import CheckoutSession, Order, OrderHistory, OrderStatus, PaymentIntent, Refund
-from app.orders.state import Decision, decide, status_for_payment_intent, status_for_refunds
+from app.orders.state import (
+    FINAL,
+    Decision,
+    decide,
+    status_for_payment_intent,
+    status_for_refunds,
+)
 
 # The Stripe metadata key under which every object we create carries our order id (the caller's
 # own `order_id` metadata stays theirs): webhooks find an order by it before it is linked.
@@ -29,8 +36,11 @@ async def create_order(
     customer: str | None = None,
     description: str | None = None,
     metadata: dict[str, str] | None = None,
+    idempotency_owner: str | None = None,
+    idempotency_key: str | None = None,
 ) -> Order:
-    """A new `pending` order, flushed so its id can key the Stripe call that follows."""
+    """A new `pending` order, flushed so its id can key the Stripe call that follows. The
+    caller's `Idempotency-Key` (with the caller's identity) ties a retry to this order."""
     order = Order(
         amount=amount,
         currency=currency,
@@ -38,6 +48,8 @@ async def create_order(
         description=description,
         metadata_=metadata or {},
         status=OrderStatus.PENDING,
+        idempotency_owner=idempotency_owner if idempotency_key is not None else None,
+        idempotency_key=idempotency_key,
     )
     session.add(order)
     await session.flush()
@@ -53,6 +65,31 @@ async def get_order(session: AsyncSession, order_id: str, *, for_update: bool = 
     if order is None:
         raise NotFound(f"No such order: '{order_id}'", param="id")
     return order
+
+
+async def find_order_for_idempotency_key(
+    session: AsyncSession, owner: str, key: str
+) -> Order | None:
+    """The order a caller's request with this `Idempotency-Key` created, if any."""
+    return await session.scalar(
+        select(Order).where(Order.idempotency_owner == owner, Order.idempotency_key == key)
+    )
+
+
+async def discard_order(session: AsyncSession, order: Order) -> None:
+    """Delete an order that never got a Stripe object (Stripe refused to create it)."""
+    await session.execute(delete(OrderHistory).where(OrderHistory.order_id == order.id))
+    await session.execute(delete(Order).where(Order.id == order.id))
+
+
+async def unsettled_order_ids(session: AsyncSession, created_before: datetime) -> list[str]:
+    """Orders not in a final state, created before the given moment, oldest first."""
+    rows = await session.scalars(
+        select(Order.id)
+        .where(Order.status.not_in([s.value for s in FINAL]), Order.created_at < created_before)
+        .order_by(Order.created_at, Order.id)
+    )
+    return list(rows)
 
 
 async def find_order_for_payment_intent(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from app.auth import Caller
@@ -32,6 +32,11 @@ DECLINED: dict[int | str, dict[str, Any]] = {
         "description": "Stripe declined the card: `card_error` with Stripe's `code` and "
         "`decline_code`, the `payment_intent` and the `order_id` (now `payment_failed`)."
     }
+}
+UNKNOWN: dict[str, Any] = {
+    "description": "Stripe could not be reached or rate limited the service "
+    "(`stripe_unavailable`), or its answer was lost (`stripe_outcome_unknown`): retry after "
+    "`Retry-After` seconds with the same `Idempotency-Key`. `order_id` names the order kept."
 }
 IntentId = Annotated[str, Path(description="The Stripe PaymentIntent id.", examples=["pi_123"])]
 IntentStatus = Literal[
@@ -61,10 +66,10 @@ def _error(error: AppError) -> JSONResponse:
     "",
     summary="Create a payment intent (and its order)",
     response_model=PaymentIntentRead,
-    responses={400: ERROR, **DECLINED},
+    responses={400: ERROR, **DECLINED, 503: UNKNOWN},
 )
 async def create_payment_intent(
-    body: PaymentIntentCreate, session: Session, caller: Caller, stripe: Gateway
+    body: PaymentIntentCreate, request: Request, session: Session, caller: Caller, stripe: Gateway
 ) -> PaymentIntentRead | JSONResponse:
     """Creates an order and its Stripe PaymentIntent, with Stripe's own parameters.
 
@@ -76,8 +81,13 @@ async def create_payment_intent(
     The response is Stripe's PaymentIntent, `client_secret` included (hand it to Stripe.js), plus
     `order_id`. With `confirm: true` a declined card is a 402 and the order is kept as
     `payment_failed`; confirm again with another payment method.
+
+    Send an `Idempotency-Key` header: if Stripe's answer is lost (503 `stripe_outcome_unknown`,
+    naming the `order_id`), the same request with the same key finds that order and links the
+    intent Stripe made, never a second one.
     """
-    outcome = await service.create(session, stripe, body)
+    key = (request.headers.get("idempotency-key") or "").strip() or None
+    outcome = await service.create(session, stripe, body, caller=caller, idempotency_key=key)
     return _answer(outcome, secret=True)
 
 

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.money import Amount, Currency, Metadata
-
-DESCRIPTOR_FORBIDDEN = frozenset("<>\\'\"*")
-SUFFIX_MAX = 22
+from app.money import Amount, Currency, Metadata, StatementDescriptorSuffix
 
 
 class _Body(BaseModel):
@@ -54,7 +50,7 @@ class PaymentIntentCreate(_Body):
         description="Refused: Stripe no longer accepts it for card payments. Use "
         "`statement_descriptor_suffix`.",
     )
-    statement_descriptor_suffix: str | None = None
+    statement_descriptor_suffix: StatementDescriptorSuffix | None = None
     capture_method: Literal["automatic", "automatic_async", "manual"] | None = None
     confirm: bool | None = None
     payment_method: str | None = Field(default=None, examples=["pm_card_visa"])
@@ -79,28 +75,6 @@ class PaymentIntentCreate(_Body):
             ]
         },
     )
-
-    @field_validator("statement_descriptor_suffix")
-    @classmethod
-    def _suffix(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        if len(value) > SUFFIX_MAX:
-            raise PydanticCustomError(
-                "statement_descriptor_suffix",
-                "must be at most {limit} characters",
-                {"limit": SUFFIX_MAX},
-            )
-        if not any(c.isalpha() for c in value):
-            raise PydanticCustomError(
-                "statement_descriptor_suffix", "must contain at least one letter"
-            )
-        if any(c in DESCRIPTOR_FORBIDDEN for c in value):
-            raise PydanticCustomError(
-                "statement_descriptor_suffix",
-                "cannot contain any of these characters: < > \\ ' \" *",
-            )
-        return value
 
 
 class PaymentIntentConfirm(_Body):

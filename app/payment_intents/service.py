@@ -8,6 +8,17 @@ metadata is stored as given, so a shop's own `order_id` stays searchable
 A card declined by Stripe is an outcome to record, not an error to roll back: the order moves to
 `payment_failed` (and a confirm's attempt counter moves on, so the next try is a new Stripe
 request) in the committed transaction, and the router then answers 402 from `Outcome.error`.
+
+`create` departs from DESIGN.md's one commit per request, on purpose: it commits the `pending`
+order in a short transaction of its own BEFORE it calls Stripe, then works on it (locked) in the
+request's transaction. When Stripe's answer is lost (a timeout or dropped connection after
+Stripe created the intent, retries exhausted), the request fails with 503
+`stripe_outcome_unknown` and rolls back, but the order stays: its id is in the error body, and
+it keys Stripe's idempotency key `order:{id}:pi`. A retry with the same `Idempotency-Key` (the
+order keeps the caller's key, unique per caller) finds that order and sends Stripe the same key,
+so Stripe replays the intent it created: one order, one intent. Without a key, the order waits
+`pending` with no intent until its webhook or `python -m app reconcile` links the intent. When
+Stripe definitely refused (a 4xx), the order is deleted again in the request's transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from stripe.params import (
     PaymentIntentCancelParams,
     PaymentIntentCaptureParams,
@@ -24,13 +36,23 @@ from stripe.params import (
     PaymentIntentCreateParams,
 )
 
-from app.errors import AppError, CardDeclined, InvalidRequest, NotFound
+from app.errors import (
+    AppError,
+    CardDeclined,
+    InvalidRequest,
+    NotFound,
+    StripeFailure,
+    StripeUnavailable,
+)
 from app.models import Order, PaymentIntent
 from app.money import METADATA_MAX_KEYS, check_amount
 from app.orders.service import (
     ORDER_KEY,
     create_order,
+    discard_order,
+    find_order_for_idempotency_key,
     find_order_for_payment_intent,
+    get_order,
     sync_payment_intent,
 )
 from app.payment_intents import search
@@ -56,14 +78,22 @@ class Outcome:
     error: AppError | None = None
 
 
+class IdempotencyKeyReused(InvalidRequest):
+    type = "idempotency_error"
+    code = "idempotency_key_reused"
+
+
 async def create(
     session: AsyncSession,
     gateway: StripeGateway,
     body: PaymentIntentCreate,
     *,
     source: str = SOURCE_CREATE,
+    caller: str = "anonymous",
+    idempotency_key: str | None = None,
 ) -> Outcome:
-    """Validate, write the order, create the intent on Stripe and record it."""
+    """Validate, commit the order (or find the one this caller's `idempotency_key` made), create
+    its intent on Stripe and record it."""
     check_amount(body.amount, body.currency)
     if body.statement_descriptor is not None:
         raise InvalidRequest(
@@ -75,17 +105,85 @@ async def create(
         )
     metadata = dict(body.metadata or {})
     _check_metadata(metadata)
-    order = await create_order(
-        session,
-        amount=body.amount,
-        currency=body.currency,
-        source=source,
-        customer=body.customer,
-        description=body.description,
-        metadata=metadata,
+    order_id = await _committed_order(
+        session, body, metadata, source=source, owner=caller, key=idempotency_key
     )
+    order = await get_order(session, order_id, for_update=True)
+    if order.payment_intent is not None:
+        # An earlier request with this key got as far as Stripe: answer with its intent.
+        intent = (await gateway.retrieve_payment_intent(order.payment_intent)).to_dict()
+        await sync_payment_intent(session, order, intent, source, failed=_failed(intent))
+        return Outcome(order, intent)
     params = body.model_dump(exclude_none=True, exclude={"statement_descriptor"})
-    return await create_for_order(session, gateway, order, params, source=source)
+    try:
+        return await create_for_order(session, gateway, order, params, source=source)
+    except StripeUnavailable as exc:
+        # Maybe created, maybe not: the order stays for the retry (or reconciliation).
+        exc.extra["order_id"] = order.id
+        raise
+    except (InvalidRequest, NotFound, CardDeclined, StripeFailure) as exc:
+        # Stripe refused to create anything: the order goes too (committed with the answer).
+        await discard_order(session, order)
+        return Outcome(order, {}, error=exc)
+
+
+async def _committed_order(
+    session: AsyncSession,
+    body: PaymentIntentCreate,
+    metadata: dict[str, str],
+    *,
+    source: str,
+    owner: str,
+    key: str | None,
+) -> str:
+    """The id of the order for this request, committed in a transaction of its own: the one an
+    earlier request with the caller's `key` made, else a new `pending` one."""
+    engine = session.bind
+    assert isinstance(engine, AsyncEngine)
+    async with AsyncSession(engine, expire_on_commit=False) as own:
+        if key is not None:
+            found = await find_order_for_idempotency_key(own, owner, key)
+            if found is not None:
+                return _same_request(found, body, metadata, key)
+        try:
+            order = await create_order(
+                own,
+                amount=body.amount,
+                currency=body.currency,
+                source=source,
+                customer=body.customer,
+                description=body.description,
+                metadata=metadata,
+                idempotency_owner=owner,
+                idempotency_key=key,
+            )
+            await own.commit()
+        except IntegrityError:
+            # The same key, from a concurrent request that committed first.
+            await own.rollback()
+            found = await find_order_for_idempotency_key(own, owner, key) if key else None
+            if found is None:
+                raise
+            return _same_request(found, body, metadata, key)
+        return order.id
+
+
+def _same_request(
+    order: Order, body: PaymentIntentCreate, metadata: dict[str, str], key: str | None
+) -> str:
+    """The order's id, if it was made by a request like this one."""
+    if (order.amount, order.currency, order.customer, order.description, order.metadata_) != (
+        body.amount,
+        body.currency,
+        body.customer,
+        body.description,
+        metadata,
+    ):
+        raise IdempotencyKeyReused(
+            f"Idempotency-Key '{key}' was already used for order {order.id} with another amount, "
+            "currency, customer, description or metadata; use a new key for a new payment."
+        )
+    return order.id
 
 
 def _check_metadata(metadata: dict[str, str]) -> None:

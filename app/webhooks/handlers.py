@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import is_postgres
@@ -42,6 +43,7 @@ from app.orders.state import Decision, status_for_payment_intent
 from app.stripe_gateway import StripeGateway
 
 log = logging.getLogger("app.webhooks")
+LOCK_WAIT_MS = 2000
 
 
 class Outcome(StrEnum):
@@ -52,12 +54,22 @@ class Outcome(StrEnum):
 
 
 class OrderNotReady(AppError):
-    """The event names one of our orders that is not visible yet: its creating transaction has
-    not committed. Answered with a 503 so Stripe delivers the event again."""
+    """The event names one of our orders that is not visible yet (its creating transaction has
+    not committed) or that another transaction holds for longer than LOCK_WAIT_MS. Answered
+    with a 503 so Stripe delivers the event again."""
 
     status = 503
     type = "api_error"
     code = "order_not_ready"
+
+
+class EventNotStored(AppError):
+    """The database failed while storing or applying the event (it is down, or a write was
+    refused): the transaction is rolled back and Stripe delivers the event again."""
+
+    status = 503
+    type = "api_error"
+    code = "event_not_stored"
 
 
 @dataclass(frozen=True)
@@ -90,8 +102,38 @@ async def receive(
 ) -> Receipt:
     """Store a verified event once and, if it is new, apply it."""
     event_id, event_type = payload["id"], payload["type"]
+    postgres = is_postgres(session)
+    try:
+        if postgres:
+            # An order whose creating transaction is still open (its Stripe call in flight), or
+            # that an API request holds: wait briefly, then answer 503 and let Stripe redeliver,
+            # rather than hold a connection for as long as the other transaction takes.
+            await session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT_MS}ms'"))
+        return await _store_and_apply(session, gateway, payload, postgres=postgres)
+    except DBAPIError as exc:
+        if not _lock_timeout(exc):
+            # The database is unreachable or refused a write: nothing of the event was kept.
+            # Answered here (not as an unhandled error, after which the server drops the
+            # connection Stripe would reuse) so Stripe sees a 503 and delivers it again.
+            log.exception("webhook %s %s not stored", event_id, event_type)
+            raise EventNotStored(
+                "The event could not be stored; nothing of it was applied. Deliver it again.",
+                headers={"Retry-After": "1"},
+            ) from None
+        _log(event_id, event_type, None, "retry", level=logging.WARNING)
+        raise OrderNotReady(
+            "What this event names is being written by another transaction; deliver this "
+            "event again.",
+            headers={"Retry-After": "1"},
+        ) from None
+
+
+async def _store_and_apply(
+    session: AsyncSession, gateway: StripeGateway, payload: dict[str, Any], *, postgres: bool
+) -> Receipt:
+    event_id, event_type = payload["id"], payload["type"]
     obj: dict[str, Any] = payload.get("data", {}).get("object") or {}
-    insert = pg_insert if is_postgres(session) else sqlite_insert
+    insert = pg_insert if postgres else sqlite_insert
     inserted = await session.scalar(
         insert(WebhookEvent)
         .values(
@@ -118,6 +160,15 @@ async def receive(
     )
     _log(event_id, event_type, result.order_id, result.outcome.value)
     return Receipt(duplicate=False, outcome=result.outcome, order_id=result.order_id)
+
+
+def _lock_timeout(exc: DBAPIError) -> bool:
+    """Postgres's lock_not_available (55P03): `lock_timeout` ran out."""
+    orig = exc.orig
+    codes = {getattr(orig, "sqlstate", None), getattr(orig, "pgcode", None)}
+    cause = getattr(orig, "__cause__", None)
+    codes.add(getattr(cause, "sqlstate", None))
+    return "55P03" in codes
 
 
 def _log(

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import stripe
 
-from tests.fixtures.emulator import EmulatorProcess, sdk_client
+from tests.fixtures.emulator import EmulatorProcess, WebhookReceiver, sdk_client
 
 CREATE = "POST /v1/webhook_endpoints"
 
@@ -133,6 +133,53 @@ class TestLatency:
         assert controls.get("/_emulator/faults").json()["data"] == []
 
 
+class TestProbability:
+    def test_a_fault_hits_about_its_share_of_calls(
+        self, client: stripe.StripeClient, controls: httpx.Client
+    ) -> None:
+        fault = inject(controls, route="GET /v1/events", status=500, probability=0.25)
+        assert fault["probability"] == 0.25
+        failed = 0
+        for _ in range(400):
+            try:
+                client.v1.events.list(params={"limit": 1})
+            except stripe.APIError:
+                failed += 1
+        # 100 expected; the odds of leaving 50..150 are below one in a million.
+        assert 50 <= failed <= 150
+        assert [f["hits"] for f in controls.get("/_emulator/faults").json()["data"]] == [failed]
+
+    def test_times_counts_only_the_hits(
+        self, client: stripe.StripeClient, controls: httpx.Client
+    ) -> None:
+        inject(controls, route="GET /v1/events", status=500, probability=0.5, times=3)
+        failed = calls = 0
+        while controls.get("/_emulator/faults").json()["data"] and calls < 500:
+            calls += 1
+            try:
+                client.v1.events.list(params={"limit": 1})
+            except stripe.APIError:
+                failed += 1
+        assert failed == 3
+        assert calls > 3 or failed == calls
+
+    def test_a_webhook_fault_with_a_probability(
+        self, client: stripe.StripeClient, controls: httpx.Client, webhooks: WebhookReceiver
+    ) -> None:
+        inject(controls, webhook="duplicate", copies=2, probability=0.5)
+        created = [client.v1.customers.create().id for _ in range(40)]
+        received = webhooks.wait_for(
+            lambda rs: {r.event["data"]["object"]["id"] for r in rs} >= set(created)
+        )
+        events = [r.event for r in received if r.event["type"] == "customer.created"]
+        copies = {e["id"]: 0 for e in events}
+        for e in events:
+            copies[e["id"]] += 1
+        assert set(copies.values()) <= {1, 2}
+        # 20 of 40 expected to be doubled; fewer than 5 or more than 35 is a one in 10^5 event.
+        assert 5 <= sum(1 for n in copies.values() if n == 2) <= 35
+
+
 class TestFaultControls:
     @pytest.mark.parametrize(
         "spec",
@@ -143,6 +190,9 @@ class TestFaultControls:
             {"webhook": "explode"},
             {"colour": "red"},
             {"status": "x"},
+            {"status": 500, "probability": 0},
+            {"status": 500, "probability": 1.5},
+            {"status": 500, "probability": "often"},
         ],
     )
     def test_bad_fault_specs_are_refused(
