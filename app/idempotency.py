@@ -48,7 +48,7 @@ class IdempotencyMiddleware:
             await _error(send, 400, "Idempotency-Key is longer than 255 characters.")
             return
         body = await _read_body(receive)
-        owner = _owner(headers.get(b"authorization", b""))
+        owner = _owner(headers.get(b"authorization", b""), scope.get("client"))
         fingerprint = hashlib.sha256(
             b"\n".join([scope["path"].encode(), scope.get("query_string", b""), body])
         ).hexdigest()
@@ -190,9 +190,13 @@ class _Captured:
         await send({"type": "http.response.body", "body": self.body})
 
 
-def _owner(authorization: bytes) -> str:
+def _owner(authorization: bytes, client: tuple[str, int] | None) -> str:
+    """Whose key it is: the caller's API key digest, or for an anonymous caller (the public
+    endpoint) its address, so one browser's stored answer is never replayed to another."""
     token = authorization.decode("latin-1").partition(" ")[2].strip()
-    return key_digest(token) if token else "anonymous"
+    if token:
+        return key_digest(token)
+    return key_digest("anonymous:" + (client[0] if client else ""))
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -3,7 +3,13 @@
 from app.models.base import Base
 from app.models.infrastructure import IdempotencyKey, WebhookEvent
 from app.models.order import Order, OrderHistory, OrderStatus
-from app.models.stripe_objects import CheckoutSession, Customer, PaymentIntent, Refund
+from app.models.stripe_objects import (
+    CheckoutSession,
+    Customer,
+    PaymentIntent,
+    Refund,
+    RefundRequest,
+)
 
 __all__ = [
     "Base",
@@ -15,5 +21,6 @@ __all__ = [
     "OrderStatus",
     "PaymentIntent",
     "Refund",
+    "RefundRequest",
     "WebhookEvent",
 ]

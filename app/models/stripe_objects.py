@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, Json, StripeId, Timestamps
+from app.models.base import Base, Json, StripeId, Timestamps, utcnow
 
 
 class Customer(Timestamps, Base):
@@ -87,3 +88,21 @@ class Refund(Timestamps, Base):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str | None] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class RefundRequest(Base):
+    """A refund asked of Stripe, numbered and committed before the call. `stripe_key` is the
+    idempotency key sent to Stripe (from the caller's `Idempotency-Key`, else from `number`), so
+    the numbering never depends on which refunds the webhooks have recorded, and a retry with
+    the same key sends Stripe the same one. `refund` is Stripe's refund once its answer arrived."""
+
+    __tablename__ = "refund_requests"
+    __table_args__ = (UniqueConstraint("order_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    number: Mapped[int] = mapped_column()
+    stripe_key: Mapped[str] = mapped_column(String(255), unique=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # the refund's parameters, hashed
+    refund: Mapped[str | None] = mapped_column(StripeId)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -3,10 +3,12 @@ computed by the server."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from app.db import Session
-from app.payment_intents.router import ERROR
+from app.errors import AppError
+from app.payment_intents.router import ERROR, UNKNOWN
 from app.public import service
 from app.public.schemas import PublicPaymentIntent, PublicPaymentIntentCreate
 from app.stripe_gateway import Gateway
@@ -18,11 +20,11 @@ router = APIRouter(prefix="/api", tags=["frontend"])
     "/create-payment-intent",
     summary="Create a payment intent from the browser",
     response_model=PublicPaymentIntent,
-    responses={400: ERROR, 404: ERROR, 409: ERROR},
+    responses={400: ERROR, 404: ERROR, 409: ERROR, 503: UNKNOWN},
 )
 async def create_payment_intent(
-    body: PublicPaymentIntentCreate, session: Session, stripe: Gateway
-) -> PublicPaymentIntent:
+    body: PublicPaymentIntentCreate, request: Request, session: Session, stripe: Gateway
+) -> PublicPaymentIntent | JSONResponse:
     """For the shop's frontend, without an API key (CORS allows the origins in `CORS_ORIGINS`).
 
     Send a cart, `{"items": [{"price": "price_…", "quantity": n}]}` (1 to 100 items, quantity 1
@@ -35,5 +37,21 @@ async def create_payment_intent(
 
     Answers `clientSecret` for Stripe.js (`stripe.confirmPayment`), with the intent, the order
     and the amount it is for. The order then follows the payment through Stripe's webhooks.
+
+    Send an `Idempotency-Key` header (one per checkout attempt): if Stripe's answer is lost (503
+    `stripe_outcome_unknown`), the same request with the same key from the same client IP gets
+    the intent Stripe made for that order, never a second one.
     """
-    return await service.create_payment_intent(session, stripe, body)
+    key = (request.headers.get("idempotency-key") or "").strip() or None
+    answer = await service.create_payment_intent(
+        session,
+        stripe,
+        body,
+        client_ip=request.client.host if request.client else "unknown",
+        idempotency_key=key,
+    )
+    if isinstance(answer, AppError):
+        return JSONResponse(
+            status_code=answer.status, content=answer.body(), headers=answer.headers
+        )
+    return answer

@@ -1,18 +1,28 @@
 """The browser's payment intent: the amount comes from Stripe prices or a stored order, never
 from the request, and the order and intent are made exactly as `POST /payment-intents` makes
-them."""
+them.
+
+A cart's order is made by `POST /payment-intents`' own `create`: committed before Stripe is called
+and keyed into Stripe's idempotency key, so when Stripe's answer is lost (503
+`stripe_outcome_unknown`) a retry with the same `Idempotency-Key` finds that order and links the
+intent Stripe made, never a second one. The browser has no API key: its key is scoped by its
+client IP (hashed), so another browser sending the same key never gets this order's client
+secret."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import Conflict, InvalidRequest, NotFound
+from app.errors import AppError, Conflict, InvalidRequest, NotFound
 from app.models import Order, OrderStatus
 from app.money import check_amount
-from app.orders.service import create_order, get_order, sync_payment_intent
+from app.orders.service import get_order, sync_payment_intent
+from app.payment_intents import service as payment_intents
+from app.payment_intents.schemas import PaymentIntentCreate
 from app.payment_intents.service import create_for_order
 from app.public.schemas import CartItem, PublicPaymentIntent, PublicPaymentIntentCreate
 from app.stripe_gateway import StripeGateway
@@ -23,14 +33,25 @@ INTENT_PAYABLE = frozenset({"requires_payment_method", "requires_confirmation", 
 
 
 async def create_payment_intent(
-    session: AsyncSession, gateway: StripeGateway, body: PublicPaymentIntentCreate
-) -> PublicPaymentIntent:
+    session: AsyncSession,
+    gateway: StripeGateway,
+    body: PublicPaymentIntentCreate,
+    *,
+    client_ip: str,
+    idempotency_key: str | None = None,
+) -> PublicPaymentIntent | AppError:
+    """The intent for a cart or an order; or Stripe's refusal, to render once the discarded
+    order is committed."""
     if body.items is not None and body.order_id is not None:
         raise InvalidRequest(
             "Send either `items` or `order_id`, not both.", code="parameter_invalid", param="items"
         )
     if body.items is not None:
-        order, intent = await _for_cart(session, gateway, body.items)
+        owner = "public:" + hashlib.sha256(client_ip.encode()).hexdigest()[:48]
+        outcome = await _for_cart(session, gateway, body.items, owner, idempotency_key)
+        if outcome.error is not None:
+            return outcome.error
+        order, intent = outcome.order, outcome.intent
     elif body.order_id is not None:
         order, intent = await _for_order(session, gateway, body.order_id)
     else:
@@ -50,8 +71,12 @@ async def create_payment_intent(
 
 
 async def _for_cart(
-    session: AsyncSession, gateway: StripeGateway, items: list[CartItem]
-) -> tuple[Order, dict[str, Any]]:
+    session: AsyncSession,
+    gateway: StripeGateway,
+    items: list[CartItem],
+    owner: str,
+    idempotency_key: str | None,
+) -> payment_intents.Outcome:
     ids = list(dict.fromkeys(item.price for item in items))
     fetched = await asyncio.gather(
         *(gateway.retrieve_price(price) for price in ids), return_exceptions=True
@@ -93,11 +118,12 @@ async def _for_cart(
         amount += price.unit_amount * item.quantity
     assert currency is not None
     check_amount(amount, currency, param="items")
-    order = await create_order(session, amount=amount, currency=currency, source=SOURCE)
-    outcome = await create_for_order(
-        session, gateway, order, {"automatic_payment_methods": {"enabled": True}}, source=SOURCE
+    create = PaymentIntentCreate.model_validate(
+        {"amount": amount, "currency": currency, "automatic_payment_methods": {"enabled": True}}
     )
-    return order, outcome.intent
+    return await payment_intents.create(
+        session, gateway, create, source=SOURCE, caller=owner, idempotency_key=idempotency_key
+    )
 
 
 async def _for_order(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 
 from app.auth import Caller
 from app.db import Session
 from app.models import Refund
 from app.models.base import aware
+from app.payment_intents.router import ERROR
 from app.refunds import service
 from app.refunds.schemas import RefundCreate, RefundList, RefundRead, RefundSummary
 from app.stripe_gateway import Gateway
@@ -17,18 +19,39 @@ from app.stripe_gateway import Gateway
 router = APIRouter(prefix="/refunds", tags=["refunds"])
 
 
-@router.post("", summary="Refund a payment", response_model=RefundRead)
+UNKNOWN: dict[str, Any] = {
+    "description": "Stripe could not be reached or rate limited the service "
+    "(`stripe_unavailable`), or its answer was lost (`stripe_outcome_unknown`: the refund may "
+    "have been made). Retry after `Retry-After` seconds with the same `Idempotency-Key`; "
+    "`order_id` names the order."
+}
+
+
+@router.post(
+    "",
+    summary="Refund a payment",
+    response_model=RefundRead,
+    responses={400: ERROR, 404: ERROR, 409: ERROR, 503: UNKNOWN},
+)
 async def create_refund(
-    body: RefundCreate, session: Session, stripe: Gateway, caller: Caller
-) -> RefundRead:
+    body: RefundCreate, request: Request, session: Session, stripe: Gateway, caller: Caller
+) -> RefundRead | JSONResponse:
     """Refund the payment intent's charge: `amount` in minor units, or everything not refunded
     yet when omitted; `reason` is `duplicate`, `fraudulent` or `requested_by_customer`.
 
     The order must be `paid` or `partially_refunded` (409 `order_not_refundable` otherwise) and
     `amount` at most what is left (400 `amount_too_large`); both are checked before Stripe is
     called. When the answer arrives the order is already `partially_refunded` or `refunded`.
+
+    Send an `Idempotency-Key` header: if Stripe's answer is lost (503
+    `stripe_outcome_unknown`), the same request with the same key answers with the refund Stripe
+    made, never a second one. Without a key, every request is a new refund.
     """
-    outcome = await service.create_refund(session, stripe, body)
+    key = (request.headers.get("idempotency-key") or "").strip() or None
+    outcome = await service.create_refund(session, stripe, body, caller=caller, idempotency_key=key)
+    if outcome.error is not None:
+        error = outcome.error
+        return JSONResponse(status_code=error.status, content=error.body(), headers=error.headers)
     return RefundRead.of(outcome.refund, outcome.order_id)
 
 

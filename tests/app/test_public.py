@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 
+from tests.app.test_stripe_faults import ATTEMPTS, CREATE_ROUTE, fault, stripe_intents_of
 from tests.fixtures.service import CORS_ORIGIN, Stack
 
 PATH = "/api/create-payment-intent"
@@ -220,3 +222,93 @@ class TestCors:
             headers={"Origin": "https://evil.example"},
         )
         assert "access-control-allow-origin" not in response.headers
+
+
+class TestLostAnswer:
+    """The cart's order is committed before Stripe is called, as `POST /payment-intents` does:
+    when every answer to the create is lost, a retry with the same Idempotency-Key links the
+    intent Stripe made."""
+
+    def test_the_retry_with_the_same_key_gets_the_same_intent(self, stack: Stack) -> None:
+        price = new_price(stack)
+        body = {"items": [{"price": price, "quantity": 3}]}
+        headers = {"Idempotency-Key": f"cart-{uuid.uuid4().hex}"}
+        before = order_count(stack)
+
+        # Its `payment_intent.created` webhook is lost too: only the retry can link it.
+        with (
+            fault(stack, route=CREATE_ROUTE, drop="after", times=ATTEMPTS + 2),
+            fault(stack, webhook="drop", event_type="payment_intent.created", times=1),
+        ):
+            lost = stack.public.post(PATH, json=body, headers=headers)
+
+            error = error_of(lost, 503, "stripe_outcome_unknown", None)
+            assert lost.headers["retry-after"] == "1"
+            order_id = error["order_id"]
+            [order] = stack.rows("SELECT * FROM orders WHERE id = :id", id=order_id)
+            assert (order["status"], order["amount"], order["payment_intent"]) == (
+                "pending",
+                2100,
+                None,
+            )
+            assert order["idempotency_key"] == headers["Idempotency-Key"]
+            [made] = stripe_intents_of(stack, order_id)  # Stripe did make it, once
+
+        retried = stack.public.post(PATH, json=body, headers=headers)
+
+        assert retried.status_code == 200, retried.text
+        answer = retried.json()
+        assert (answer["paymentIntentId"], answer["orderId"], answer["amount"]) == (
+            made.id,
+            order_id,
+            2100,
+        )
+        assert answer["clientSecret"] == made.client_secret
+        assert order_count(stack) == before + 1
+        assert [pi.id for pi in stripe_intents_of(stack, order_id)] == [made.id]
+        [order] = stack.rows("SELECT * FROM orders WHERE id = :id", id=order_id)
+        assert (order["status"], order["payment_intent"]) == ("pending", made.id)
+        again = stack.public.post(PATH, json=body, headers=headers)
+        assert again.status_code == 200, again.text
+        assert again.json()["clientSecret"] == made.client_secret
+        assert order_count(stack) == before + 1
+
+    def test_the_same_key_for_another_cart_is_refused(self, stack: Stack) -> None:
+        headers = {"Idempotency-Key": f"cart-{uuid.uuid4().hex}"}
+        with fault(stack, route=CREATE_ROUTE, drop="after", times=ATTEMPTS + 2):
+            lost = stack.public.post(
+                PATH, json={"items": [{"price": "price_mug"}]}, headers=headers
+            )
+        order_id = error_of(lost, 503, "stripe_outcome_unknown", None)["order_id"]
+        before = order_count(stack)
+
+        other = stack.public.post(
+            PATH, json={"items": [{"price": "price_mug", "quantity": 2}]}, headers=headers
+        )
+
+        error = error_of(other, 400, "idempotency_key_reused", None)
+        assert order_id in error["message"]
+        assert order_count(stack) == before
+
+
+class TestIdempotencyScope:
+    def test_a_stored_answer_is_never_replayed_to_another_address(self, stack: Stack) -> None:
+        """Anonymous callers' keys are scoped by address: the same key and cart from two
+        browsers are two orders, and neither sees the other's client secret."""
+        key = f"cart-{uuid.uuid4()}"
+        body = {"items": [{"price": "price_mug", "quantity": 1}]}
+        answers = []
+        for address in ("127.0.0.21", "127.0.0.22", "127.0.0.21"):
+            with httpx.Client(
+                base_url=stack.url, transport=httpx.HTTPTransport(local_address=address)
+            ) as browser:
+                response = browser.post(
+                    "/api/create-payment-intent", json=body, headers={"Idempotency-Key": key}
+                )
+                assert response.status_code == 200, response.text
+                answers.append(response)
+        first, other, again = (a.json() for a in answers)
+        assert first["orderId"] != other["orderId"]
+        assert first["clientSecret"] != other["clientSecret"]
+        assert again == first
+        assert answers[2].headers.get("idempotent-replayed") == "true"

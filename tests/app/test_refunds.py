@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from tests.app.test_stripe_faults import ATTEMPTS, fault
 from tests.fixtures.service import Stack
 
 RETURN_URL = "https://example.com/order/complete"
+REFUND_ROUTE = "POST /v1/refunds"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert condition()
 
 
 def paid_order(stack: Stack, amount: int = 2000) -> tuple[str, str]:
@@ -252,3 +265,118 @@ class TestRead:
     def test_reads_need_an_api_key(self, stack: Stack) -> None:
         assert stack.public.get("/refunds").status_code == 401
         assert stack.public.get("/refunds/re_doesnotexist").status_code == 401
+
+
+class TestLostAnswer:
+    """Stripe made the refund but every answer to it was lost (the SDK's retries exhausted), and
+    its webhooks recorded it before the caller retried: the retry with the same Idempotency-Key
+    answers with that refund instead of making a second one."""
+
+    @pytest.mark.parametrize("amount", [500, None], ids=["partial", "everything"])
+    def test_the_retry_with_the_same_key_makes_no_second_refund(
+        self, stack: Stack, amount: int | None
+    ) -> None:
+        order_id, intent = paid_order(stack)
+        body: dict[str, Any] = {"payment_intent": intent, "reason": "requested_by_customer"}
+        if amount is not None:
+            body["amount"] = amount
+        headers = {"Idempotency-Key": f"refund-{uuid.uuid4().hex}"}
+        expected = amount or 2000
+
+        with fault(stack, route=REFUND_ROUTE, drop="after", times=ATTEMPTS):
+            lost = stack.api.post("/refunds", json=body, headers=headers)
+
+        assert lost.status_code == 503, lost.text
+        assert lost.headers["retry-after"] == "1"
+        error = lost.json()["error"]
+        assert (error["type"], error["code"], error["order_id"]) == (
+            "api_error",
+            "stripe_outcome_unknown",
+            order_id,
+        )
+        assert "may or may not have been made" in error["message"]
+        [made] = stripe_refunds(stack, intent)  # Stripe did make it, once
+        assert made.amount == expected
+        # Its webhooks record it before the caller retries.
+        wait_until(lambda: len(local_refunds(stack, intent)) == 1)
+        status = "refunded" if amount is None else "partially_refunded"
+        stack.wait_for_order(order_id, status)
+
+        retried = stack.api.post("/refunds", json=body, headers=headers)
+
+        assert retried.status_code == 200, retried.text
+        assert retried.json()["id"] == made.id
+        assert (retried.json()["amount"], retried.json()["order_id"]) == (expected, order_id)
+        assert [r.id for r in stripe_refunds(stack, intent)] == [made.id]
+        order = stack.order(order_id)
+        assert (order["status"], order["amount_refunded"]) == (status, expected)
+        assert [r["stripe_id"] for r in local_refunds(stack, intent)] == [made.id]
+        latest = stack.stripe.v1.payment_intents.retrieve(intent).latest_charge
+        assert stack.stripe.v1.charges.retrieve(str(latest)).amount_refunded == expected
+        # Once answered, the key replays that answer.
+        again = stack.api.post("/refunds", json=body, headers=headers)
+        assert again.status_code == 200, again.text
+        assert again.json()["id"] == made.id
+        assert len(stripe_refunds(stack, intent)) == 1
+
+    def test_the_same_key_for_another_refund_is_refused(self, stack: Stack) -> None:
+        order_id, intent = paid_order(stack)
+        headers = {"Idempotency-Key": f"refund-{uuid.uuid4().hex}"}
+        with fault(stack, route=REFUND_ROUTE, drop="after", times=ATTEMPTS):
+            lost = stack.api.post(
+                "/refunds", json={"payment_intent": intent, "amount": 500}, headers=headers
+            )
+        assert lost.status_code == 503, lost.text
+
+        other = stack.api.post(
+            "/refunds", json={"payment_intent": intent, "amount": 700}, headers=headers
+        )
+
+        error = assert_error(other, 400, "idempotency_key_reused", None)
+        assert error["type"] == "idempotency_error"
+        assert [r.amount for r in stripe_refunds(stack, intent)] == [500]
+
+    def test_without_a_key_a_recorded_refund_does_not_shift_the_next_ones_key(
+        self, stack: Stack
+    ) -> None:
+        """Keys used to count the recorded refunds: a lost refund not yet recorded gave the
+        next, different refund the same Stripe key, and Stripe refused it."""
+        order_id, intent = paid_order(stack)
+        with (
+            fault(stack, route=REFUND_ROUTE, drop="after", times=ATTEMPTS),
+            fault(stack, webhook="drop", event_type="refund.created", times=1),
+            fault(stack, webhook="drop", event_type="charge.refunded", times=1),
+        ):
+            lost = stack.api.post("/refunds", json={"payment_intent": intent, "amount": 500})
+            assert lost.status_code == 503, lost.text
+            assert lost.json()["error"]["code"] == "stripe_outcome_unknown"
+
+            second = stack.api.post("/refunds", json={"payment_intent": intent, "amount": 300})
+
+        assert second.status_code == 200, second.text
+        assert sorted(r.amount for r in stripe_refunds(stack, intent)) == [300, 500]
+        assert stack.order(order_id)["status"] == "partially_refunded"
+        numbers = stack.rows(
+            "SELECT number, stripe_key, refund FROM refund_requests WHERE order_id = :o "
+            "ORDER BY number",
+            o=order_id,
+        )
+        assert [(r["number"], r["stripe_key"]) for r in numbers] == [
+            (1, f"order:{order_id}:refund:1"),
+            (2, f"order:{order_id}:refund:2"),
+        ]
+        assert numbers[0]["refund"] is None  # its answer never came
+        assert numbers[1]["refund"] == second.json()["id"]
+
+    def test_a_refusal_leaves_no_request_row(self, stack: Stack) -> None:
+        order_id, intent = paid_order(stack)
+
+        response = stack.api.post(
+            "/refunds",
+            json={"payment_intent": intent, "amount": 2500},
+            headers={"Idempotency-Key": f"refund-{uuid.uuid4().hex}"},
+        )
+
+        assert_error(response, 400, "amount_too_large", "amount")
+        assert stack.rows("SELECT id FROM refund_requests WHERE order_id = :o", o=order_id) == []
+        assert stripe_refunds(stack, intent) == []
