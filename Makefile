@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EMULATOR_PORT ?= 12111
+# Compose: the docker CLI's plugin where there is one, else Debian's `docker-compose` (.ci/run
+# installs it); `config` needs no Docker engine.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
 .PHONY: help install run migrate emulator test fuzz lint format bench bench-emulator soak clean
@@ -35,10 +38,14 @@ FUZZ_EXAMPLES ?= 500
 fuzz: install ## Schemathesis on the service's OpenAPI, FUZZ_EXAMPLES per operation (default 500)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -p no:cacheprovider tests/app/test_fuzz.py
 
-lint: install ## ruff (lint and format check) and mypy strict
+lint: install ## ruff, mypy strict, hadolint (Dockerfile), compose config (docker-compose.yml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
+	@command -v $(firstword $(COMPOSE)) >/dev/null || { \
+	  echo "make lint: Docker Compose is missing: apt-get install docker-compose" >&2; exit 1; }
+	$(COMPOSE) -f docker-compose.yml config --quiet
 
 format: install ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .

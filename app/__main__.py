@@ -6,6 +6,16 @@ python -m app run        migrate, then serve; with no STRIPE_SECRET_KEY (sandbox
 python -m app reconcile  apply what Stripe holds to orders whose webhooks were lost (every
                          unfinished order's payment intent, then Stripe events not in the
                          inbox); prints each change; exits 1 if an item failed
+python -m app replay-event EVT_ID
+                         fetch one event from Stripe and apply it as its webhook would be,
+                         through the inbox: an event already there was applied once and is not
+                         applied again (run `reconcile` to bring its order to Stripe's state)
+python -m app create-api-key
+                         print a new random API key and the API_KEYS line for it; nothing is
+                         stored: the service reads its keys from the environment
+python -m app webhooks register URL
+                         create the service's webhook endpoint on Stripe (the pinned API version,
+                         the events the service handles) and print its signing secret
 """
 
 from __future__ import annotations
@@ -16,14 +26,23 @@ import os
 import secrets
 import subprocess
 import sys
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from app.config import SANDBOX_STRIPE_API_BASE, SANDBOX_WEBHOOK_SECRET, ConfigurationError, Settings
-from app.reconcile import MAX_EVENT_DAYS, reconcile
+from app.db import create_engine, create_sessionmaker
+from app.errors import AppError
+from app.models import WebhookEvent
+from app.reconcile import MAX_EVENT_DAYS, apply_event, reconcile
+from app.stripe_gateway import API_VERSION, StripeGateway
+from app.webhooks.handlers import HANDLERS, OrderNotReady
 
 SANDBOX_KEY_FILE = Path("var/api_key")
 
@@ -84,6 +103,107 @@ def run(host: str, port: int) -> None:
             emulator.wait()
 
 
+def say(line: str) -> None:
+    print(line, flush=True)  # noqa: T201
+
+
+async def replay_event(settings: Settings, event_id: str, out: Callable[[str], None]) -> int:
+    """Fetch `event_id` from Stripe and apply it through the webhook inbox; the exit status.
+
+    The inbox's unique event id is what makes each event count once, so an event already in it
+    is reported and not applied again: its order is brought to Stripe's current state by
+    `reconcile`, never by running a handler twice."""
+    engine = create_engine(settings.database_url)
+    gateway = StripeGateway(settings)
+    try:
+        sessionmaker = create_sessionmaker(engine)
+        async with sessionmaker() as session:
+            stored = await session.scalar(
+                select(WebhookEvent).where(WebhookEvent.stripe_event_id == event_id)
+            )
+        if stored is not None:
+            out(_already_applied(event_id, stored.type, stored.outcome))
+            return 0
+        try:
+            event = await gateway.retrieve_event(event_id)
+            payload: dict[str, Any] = event.to_dict(for_json=True)
+            applied = await apply_event(sessionmaker, gateway, payload)
+        except OrderNotReady:
+            out(f"{event_id}: its order is not in this database; nothing applied")
+            return 1
+        except AppError as exc:
+            out(f"{event_id}: failed: {exc.code}: {exc.message}; nothing applied")
+            return 1
+        if applied.duplicate:
+            out(_already_applied(event_id, payload["type"], "its webhook arrived meanwhile"))
+            return 0
+        order = f" order {applied.order_id}" if applied.order_id else ""
+        out(f"{event_id} {payload['type']}: {applied.outcome}{order}")
+        for line in applied.moves:
+            out(line)
+        if not applied.moves:
+            out("no order status changed")
+        return 0
+    finally:
+        await gateway.close()
+        await engine.dispose()
+
+
+def _already_applied(event_id: str, event_type: str, outcome: str) -> str:
+    return (
+        f"{event_id} {event_type}: already in the webhook inbox ({outcome}); it was applied once "
+        "and is not applied again; nothing changed. `python -m app reconcile` brings orders to "
+        "what Stripe holds now."
+    )
+
+
+def create_api_key(out: Callable[[str], None]) -> None:
+    key = "pay_" + secrets.token_urlsafe(32)
+    out(f"API key: {key}")
+    out("Add it to the service's environment (comma-separated with the keys already there):")
+    out(f"API_KEYS={key}")
+    out(
+        "Nothing was stored: the service reads its API keys from API_KEYS only; keep this key "
+        "in your secret store, restart the service with it, then give it to the client."
+    )
+
+
+async def register_webhook(settings: Settings, url: str, out: Callable[[str], None]) -> int:
+    """Create the service's webhook endpoint on Stripe; the exit status."""
+    gateway = StripeGateway(settings)
+    events = sorted(HANDLERS)
+    try:
+        existing = await gateway.list_webhook_endpoints({"limit": 100})
+        for endpoint in existing.data:
+            if endpoint.url == url:
+                out(
+                    f"{url} is already registered on Stripe as {endpoint.id}; Stripe shows an "
+                    "endpoint's signing secret only when it is created: roll its secret in the "
+                    "Dashboard, or delete it and run this again. Nothing created."
+                )
+                return 1
+        created = await gateway.create_webhook_endpoint(
+            {
+                "url": url,
+                "api_version": cast(Any, API_VERSION),
+                "enabled_events": cast(Any, events),
+                "description": "payments service",
+            },
+            idempotency_key=f"webhooks-register:{uuid.uuid4()}",
+        )
+    except AppError as exc:
+        out(f"failed: {exc.code}: {exc.message}; nothing created")
+        return 1
+    finally:
+        await gateway.close()
+    out(f"Registered {created.id} for {url} at API version {API_VERSION}, events:")
+    for name in events:
+        out(f"  {name}")
+    out("Set its signing secret in the service's environment, then restart the service:")
+    out(f"STRIPE_WEBHOOK_SECRET={created.secret}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m app",
@@ -112,6 +232,20 @@ def main(argv: list[str] | None = None) -> None:
         metavar="DAYS",
         help=f"Stripe events of the last DAYS days, 1 to {MAX_EVENT_DAYS} (default)",
     )
+    replay_parser = commands.add_parser(
+        "replay-event",
+        help="fetch a Stripe event and apply it through the webhook inbox (once, ever)",
+    )
+    replay_parser.add_argument("event_id", metavar="EVT_ID")
+    commands.add_parser("create-api-key", help="print a new API key for API_KEYS (stores nothing)")
+    webhooks_parser = commands.add_parser("webhooks", help="the service's webhook endpoint")
+    webhooks_commands = webhooks_parser.add_subparsers(dest="webhooks_command", required=True)
+    register_parser = webhooks_commands.add_parser(
+        "register", help="create the webhook endpoint on Stripe and print its signing secret"
+    )
+    register_parser.add_argument(
+        "url", metavar="URL", help="e.g. https://pay.example.com/webhooks/stripe"
+    )
     args = parser.parse_args(argv)
     try:
         _dispatch(args)
@@ -130,10 +264,16 @@ def _dispatch(args: argparse.Namespace) -> None:
                 settings,
                 min_age_seconds=max(0, min_age),
                 since_days=args.since_days,
-                out=lambda line: print(line, flush=True),  # noqa: T201
+                out=say,
             )
         )
         sys.exit(1 if report.errors else 0)
+    elif args.command == "replay-event":
+        sys.exit(asyncio.run(replay_event(Settings(), args.event_id, say)))
+    elif args.command == "create-api-key":
+        create_api_key(say)
+    elif args.command == "webhooks":
+        sys.exit(asyncio.run(register_webhook(Settings(), args.url, say)))
     else:
         run(args.host, args.port)
 

@@ -14,10 +14,13 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 REDACTED = "[REDACTED]"
+# The id of the request being served (set by app.observability), on every JSON line it logs.
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 LOGGERS = ("app", "uvicorn", "uvicorn.error", "uvicorn.access", "stripe", "")
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -126,8 +129,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        rid = request_id.get()
+        if rid is not None:
+            entry["request_id"] = rid
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and not key.startswith("_") and key != "color_message":
                 entry[key] = value
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
@@ -140,7 +146,10 @@ def configure_logging(
     *, fmt: str = "text", level: str = "INFO", secrets: Iterable[str] = ()
 ) -> Redactor:
     """Give `app.*` its stderr handler (once) and put the redaction filter on every handler of
-    the loggers the process writes through. Returns the redactor (error bodies use it too)."""
+    the loggers the process writes through. Returns the redactor (error bodies use it too).
+
+    With `json`, uvicorn's handlers write JSON lines too, and uvicorn's access log is off: the
+    `app.http` line of each request replaces it (with the request id, route and duration)."""
     redactor = Redactor(secrets)
     logger = logging.getLogger("app")
     handler = next((h for h in logger.handlers if getattr(h, "_payments", False)), None)
@@ -156,6 +165,11 @@ def configure_logging(
     logger.setLevel(level)
     logger.propagate = False
     handlers = [h for name in LOGGERS for h in logging.getLogger(name).handlers]
+    if fmt == "json":
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            for each in logging.getLogger(name).handlers:
+                each.setFormatter(JsonFormatter())
+    logging.getLogger("uvicorn.access").disabled = fmt == "json"
     if logging.lastResort is not None:
         handlers.append(logging.lastResort)
     for each in handlers:

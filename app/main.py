@@ -16,9 +16,11 @@ from app.checkout_sessions.router import router as checkout_sessions
 from app.config import ConfigurationError, Settings
 from app.customers.router import router as customers
 from app.db import create_engine, create_sessionmaker
+from app.demo.router import router as demo
 from app.health import router as health
 from app.idempotency import IdempotencyMiddleware
 from app.log import configure_logging
+from app.observability import Metrics, ObservabilityMiddleware, current_metrics
 from app.orders.router import router as orders
 from app.payment_intents.router import router as payment_intents
 from app.public.router import router as public
@@ -38,7 +40,10 @@ an `Idempotency-Key` header. Errors share one envelope:
 PUBLIC_PATH = "/api/create-payment-intent"
 WEBHOOK_PATH = "/webhooks/stripe"
 # Operations without an API key (besides /docs and /openapi.json, which are not operations).
-PUBLIC_OPERATIONS = frozenset({("post", PUBLIC_PATH), ("post", WEBHOOK_PATH), ("get", "/health")})
+HEALTH_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
+PUBLIC_OPERATIONS = frozenset(
+    {("post", PUBLIC_PATH), ("post", WEBHOOK_PATH)} | {("get", path) for path in HEALTH_PATHS}
+)
 ERROR_STATUSES = {
     400: "Invalid request: a parameter (`param` names it), card data in the body "
     "(`card_data_refused`), or an `Idempotency-Key` reused with another body.",
@@ -56,7 +61,9 @@ ERROR_STATUSES = {
 
 
 def _error_statuses(method: str, path: str) -> list[int]:
-    if (method, path) == ("get", "/health"):
+    if path in ("/health/live", "/metrics"):
+        return [500]
+    if path in HEALTH_PATHS:
         return [500, 503]
     statuses = [400, 404, 500, 502, 503]
     if (method, path) not in PUBLIC_OPERATIONS:
@@ -90,7 +97,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             for status in _error_statuses(method, path):
                 responses.setdefault(str(status), {"description": ERROR_STATUSES[status]})
             for code, response in responses.items():
-                if code[0] in "45":
+                if code[0] in "45" and (path, code) != ("/health/ready", "503"):
                     response["content"] = content
     app.openapi_schema = spec
     return spec
@@ -101,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     redact = configure_logging(
         fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets()
     )
+    metrics = Metrics()
     limiter = make_rate_limiter(
         settings.rate_limit_redis_url.get_secret_value() if settings.rate_limit_redis_url else None
     )
@@ -111,11 +119,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.stripe = StripeGateway(settings)
+        app.state.stripe = StripeGateway(settings, metrics)
         app.state.api_key_digests = [key_digest(k.get_secret_value()) for k in settings.api_keys]
+        # Tasks started from the lifespan record into this app's metrics too.
+        token = current_metrics.set(metrics)
         try:
             yield
         finally:
+            current_metrics.reset(token)
             await app.state.stripe.close()
             await limiter.close()
             await engine.dispose()
@@ -126,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
     errors.install(app)
     for router in (
         customers,
@@ -136,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         public,
         webhooks,
         health,
+        demo,
     ):
         app.include_router(router)
     # Added innermost first: CORS, then the security checks, then idempotency, then the routes.
@@ -158,6 +171,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "Idempotency-Key"],
             expose_headers=["Retry-After"],
         )
+    # Outermost: the request id is set before, and the request logged after, everything else.
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -200,6 +200,52 @@ async def _not_in_inbox(
     return [e for e in events if e["id"] not in known]
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What applying one event did: `duplicate` if the inbox already had it (nothing applied),
+    else the handler's outcome and one line per order move it made."""
+
+    duplicate: bool
+    outcome: str | None
+    order_id: str | None
+    moves: list[str]
+
+
+async def apply_event(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    payload: dict[str, Any],
+) -> Applied:
+    """Apply one Stripe event as its webhook would be (`handlers.receive`: stored once in the
+    inbox, applied only if new), in its own transaction. Raises what `receive` raises
+    (`handlers.OrderNotReady` when its order is not here, any other AppError)."""
+    event_id, event_type = payload["id"], payload["type"]
+    async with sessionmaker() as session, session.begin():
+        receipt = await handlers.receive(session, gateway, payload)
+        moves: list[OrderHistory] = []
+        if receipt.order_id is not None:
+            moves = list(
+                await session.scalars(
+                    select(OrderHistory)
+                    .where(
+                        OrderHistory.order_id == receipt.order_id,
+                        OrderHistory.source == event_id,
+                    )
+                    .order_by(OrderHistory.id)
+                )
+            )
+    return Applied(
+        duplicate=receipt.duplicate,
+        outcome=receipt.outcome.value if receipt.outcome is not None else None,
+        order_id=receipt.order_id,
+        moves=[
+            f"{move.order_id}: {move.from_status} -> {move.to_status} "
+            f"(event {event_id} {event_type})"
+            for move in moves
+        ],
+    )
+
+
 async def _apply_event(
     sessionmaker: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
@@ -209,20 +255,7 @@ async def _apply_event(
 ) -> None:
     event_id, event_type = payload["id"], payload["type"]
     try:
-        async with sessionmaker() as session, session.begin():
-            receipt = await handlers.receive(session, gateway, payload)
-            moves = []
-            if receipt.order_id is not None:
-                moves = list(
-                    await session.scalars(
-                        select(OrderHistory)
-                        .where(
-                            OrderHistory.order_id == receipt.order_id,
-                            OrderHistory.source == event_id,
-                        )
-                        .order_by(OrderHistory.id)
-                    )
-                )
+        applied = await apply_event(sessionmaker, gateway, payload)
     except handlers.OrderNotReady:
         report.events_skipped += 1
         return
@@ -230,12 +263,9 @@ async def _apply_event(
         report.errors += 1
         say(f"{event_id} {event_type}: failed: {exc.code}: {exc.message}")
         return
-    if receipt.duplicate:
+    if applied.duplicate:
         return  # its webhook delivery got there first
     report.events_applied += 1
-    report.changes += len(moves)
-    for move in moves:
-        say(
-            f"{move.order_id}: {move.from_status} -> {move.to_status} "
-            f"(event {event_id} {event_type})"
-        )
+    report.changes += len(applied.moves)
+    for line in applied.moves:
+        say(line)

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
+import httpx
 import stripe
 from fastapi import Depends, Request
 from stripe.params import (
@@ -31,7 +32,10 @@ from stripe.params import (
     PaymentIntentCreateParams,
     PaymentIntentSearchParams,
     PaymentMethodAttachParams,
+    PriceListParams,
     RefundCreateParams,
+    WebhookEndpointCreateParams,
+    WebhookEndpointListParams,
 )
 from stripe.params.checkout import SessionCreateParams
 
@@ -46,17 +50,24 @@ from app.errors import (
     StripeFailure,
     StripeUnavailable,
 )
+from app.observability import Metrics
 
 log = logging.getLogger("app.stripe")
 T = TypeVar("T")
+API_VERSION: str = stripe.api_version  # the version the SDK is pinned to; every call uses it
 StripeObject = stripe.StripeObject
 Event = stripe.Event
 SignatureError = stripe.SignatureVerificationError
 
 
+DEFAULT_API_BASE = "https://api.stripe.com"
+
+
 class StripeGateway:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         base = {"api": settings.stripe_base} if settings.stripe_base else None
+        self.api_base = settings.stripe_base or DEFAULT_API_BASE
+        self.metrics = metrics
         self._http = stripe.HTTPXClient(timeout=settings.stripe_timeout_seconds)
         self.client = stripe.StripeClient(
             settings.stripe_key,
@@ -71,6 +82,18 @@ class StripeGateway:
 
     async def close(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]
+
+    async def reachable(self, timeout: float) -> str | None:
+        """None when Stripe's API answers any HTTP response within `timeout` seconds, else why
+        not. An unauthenticated `GET /v1/balance`: no key is sent, a 401 counts as an answer."""
+        try:
+            async with httpx.AsyncClient(timeout=timeout) as client:
+                await client.get(f"{self.api_base.rstrip('/')}/v1/balance")
+        except httpx.TimeoutException:
+            return f"no answer within {timeout:g} s"
+        except httpx.HTTPError as exc:
+            return f"unreachable: {type(exc).__name__}"
+        return None
 
     # Webhooks ------------------------------------------------------------------------------
 
@@ -228,6 +251,9 @@ class StripeGateway:
             "price.retrieve", lambda: self.client.v1.prices.retrieve_async(price_id)
         )
 
+    async def list_prices(self, params: PriceListParams) -> stripe.ListObject[stripe.Price]:
+        return await self._read("price.list", lambda: self.client.v1.prices.list_async(params))
+
     # Refunds --------------------------------------------------------------------------------
 
     async def create_refund(
@@ -265,6 +291,25 @@ class StripeGateway:
                 return
             page_params["starting_after"] = page.data[-1].id
 
+    # Webhook endpoints ------------------------------------------------------------------------
+
+    async def create_webhook_endpoint(
+        self, params: WebhookEndpointCreateParams, idempotency_key: str
+    ) -> stripe.WebhookEndpoint:
+        return await self._write(
+            "webhook_endpoint.create",
+            lambda: self.client.v1.webhook_endpoints.create_async(
+                params, {"idempotency_key": idempotency_key}
+            ),
+        )
+
+    async def list_webhook_endpoints(
+        self, params: WebhookEndpointListParams
+    ) -> stripe.ListObject[stripe.WebhookEndpoint]:
+        return await self._read(
+            "webhook_endpoint.list", lambda: self.client.v1.webhook_endpoints.list_async(params)
+        )
+
     # ---------------------------------------------------------------------------------------
 
     async def _write(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -295,17 +340,25 @@ class StripeGateway:
                 outcome = type(exc).__name__
                 request_id = exc.request_id
                 raise translate(exc, write=write) from exc
+            except BaseException as exc:
+                outcome = type(exc).__name__
+                raise
             finally:
+                duration = time.perf_counter() - started
                 log.info(
                     "stripe.%s",
                     operation,
                     extra={
                         "operation": operation,
                         "stripe_request_id": request_id,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                        "duration_ms": round(duration * 1000, 1),
                         "outcome": outcome,
                     },
                 )
+                if self.metrics is not None:
+                    self.metrics.stripe_seconds.labels(operation, outcome).observe(duration)
+                    if outcome != "ok":
+                        self.metrics.stripe_errors.labels(operation, outcome).inc()
             retries += 1
             await asyncio.sleep(wait)
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import selectinload
 from app.db import is_postgres
 from app.errors import InvalidRequest, NotFound
 from app.models import CheckoutSession, Order, OrderHistory, OrderStatus, PaymentIntent, Refund
+from app.observability import record_transition
 from app.orders.state import (
     FINAL,
     Decision,
@@ -179,6 +180,7 @@ async def move(session: AsyncSession, order: Order, target: OrderStatus, source:
                 order_id=order.id, from_status=order.status, to_status=target, source=source
             )
         )
+        record_transition(order.id, order.status, target, source)
         order.status = target
         await session.flush()
     return decision

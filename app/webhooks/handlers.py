@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import is_postgres
 from app.errors import AppError, NotFound
 from app.models import CheckoutSession, Order, OrderStatus, PaymentIntent, WebhookEvent
+from app.observability import record_webhook
 from app.orders.service import (
     ORDER_KEY,
     apply_refunded_amount,
@@ -115,7 +116,13 @@ async def receive(
             # The database is unreachable or refused a write: nothing of the event was kept.
             # Answered here (not as an unhandled error, after which the server drops the
             # connection Stripe would reuse) so Stripe sees a 503 and delivers it again.
-            log.exception("webhook %s %s not stored", event_id, event_type)
+            log.exception(
+                "webhook %s %s not stored",
+                event_id,
+                event_type,
+                extra={"stripe_event_id": event_id, "event_type": event_type, "outcome": "failed"},
+            )
+            record_webhook(event_type, "failed")
             raise EventNotStored(
                 "The event could not be stored; nothing of it was applied. Deliver it again.",
                 headers={"Retry-After": "1"},
@@ -188,6 +195,7 @@ def _log(
             "outcome": outcome,
         },
     )
+    record_webhook(event_type, "failed" if outcome == "retry" else outcome)
 
 
 # Payment intents ----------------------------------------------------------------------------

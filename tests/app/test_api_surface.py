@@ -13,6 +13,9 @@ PUBLIC = {
     ("POST", "/api/create-payment-intent"),
     ("POST", "/webhooks/stripe"),
     ("GET", "/health"),
+    ("GET", "/health/live"),
+    ("GET", "/health/ready"),
+    ("GET", "/metrics"),
 }
 
 

@@ -34,11 +34,11 @@ from tests.fixtures.service import (
     SERVICE_WEBHOOK_SECRET,
     STRIPE_TEST_KEY,
     Stack,
-    _sync_url,
-    migrate,
+    own_database,
     sign_event,
     start_service,
     stop,
+    sync_url,
 )
 
 
@@ -390,24 +390,16 @@ class TestDatabaseDown:
         if stack.backend != "postgres":
             pytest.skip("takes one Postgres database down")
         base = make_url(stack.database_url)
-        name = f"{base.database}_down_{secrets.token_hex(4)}"
-        admin = create_engine(
-            _sync_url(base.set(database="postgres").render_as_string(hide_password=False)),
+        self.admin = create_engine(
+            sync_url(base.set(database="postgres").render_as_string(hide_password=False)),
             isolation_level="AUTOCOMMIT",
         )
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        url = base.set(database=name).render_as_string(hide_password=False)
-        migrate(url)
-        self.admin = admin
-        self.name = name
         try:
-            yield url
+            with own_database(stack, "down") as url:
+                self.name = str(make_url(url).database)
+                yield url
         finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+            self.admin.dispose()
 
     def set_down(self, down: bool) -> None:
         with self.admin.connect() as connection:
@@ -492,7 +484,7 @@ class TestDatabaseDown:
             attempts = deliveries(emulator.url, "payment_intent.succeeded", intent["id"])
             assert [a["status"] for a in attempts].count(200) == 1, attempts
             assert len(attempts) >= 2
-            engine = create_engine(_sync_url(own_database))
+            engine = create_engine(sync_url(own_database))
             with engine.connect() as connection:
                 rows = connection.execute(
                     text(

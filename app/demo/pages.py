@@ -1,0 +1,162 @@
+"""The demo shop's HTML, stylesheet and script. Every value is escaped; the pages carry no inline
+script or style, so they run under the strict `CONTENT_SECURITY_POLICY` the router sends."""
+
+from __future__ import annotations
+
+from html import escape
+
+from app.demo.service import MAX_QUANTITY, Item
+from app.models import Order
+from app.money import THREE_DECIMAL, ZERO_DECIMAL
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+STYLESHEET = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f6f9fc;
+color:#1a1f36;margin:0;padding:32px 16px}
+main{max-width:560px;margin:0 auto;background:#fff;border-radius:12px;padding:28px;
+box-shadow:0 4px 16px rgba(50,50,93,.12)}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 8px}
+.muted{color:#697386;font-size:14px}
+.badge{display:inline-block;background:#ffde92;color:#5e4200;font-size:12px;border-radius:4px;
+padding:2px 6px;margin-left:8px;vertical-align:middle}
+table{width:100%;border-collapse:collapse;margin:16px 0}
+td,th{padding:10px 4px;border-bottom:1px solid #e3e8ee;text-align:left;vertical-align:top}
+td.num,th.num{text-align:right;white-space:nowrap}
+.desc{color:#697386;font-size:13px}
+input[type=number]{width:64px;padding:6px;border:1px solid #cfd7df;border-radius:6px;
+font-size:15px}
+button,a.button{display:block;width:100%;box-sizing:border-box;margin-top:16px;padding:12px;
+border:0;border-radius:6px;background:#635bff;color:#fff;font-size:16px;font-weight:600;
+cursor:pointer;text-align:center;text-decoration:none}
+.error{background:#fdecea;color:#a41c1c;padding:12px;border-radius:6px;margin-top:16px}
+.status{display:inline-block;font-weight:600;padding:4px 10px;border-radius:999px;
+background:#eef4ff;color:#1a3d8f}
+.status[data-status=paid]{background:#d7f7c2;color:#05690d}
+.status[data-status=payment_failed],.status[data-status=canceled],
+.status[data-status=expired]{background:#fdecea;color:#a41c1c}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:6px 16px;margin:16px 0}
+dt{color:#697386}dd{margin:0;word-break:break-all}
+code{font-size:13px}
+"""
+
+# Polls the order every second until it is settled, rewriting the status and history with
+# textContent only.
+SCRIPT = """
+"use strict";
+(function () {
+  var root = document.getElementById("order");
+  if (!root) { return; }
+  var settled = ["paid", "partially_refunded", "refunded", "canceled", "expired"];
+  var status = document.getElementById("status");
+  var history = document.getElementById("history");
+  var orderId = root.getAttribute("data-order-id");
+  function cell(row, text) {
+    var td = document.createElement("td");
+    td.textContent = text;
+    row.appendChild(td);
+  }
+  function render(order) {
+    status.textContent = order.status;
+    status.setAttribute("data-status", order.status);
+    root.setAttribute("data-status", order.status);
+    while (history.firstChild) { history.removeChild(history.firstChild); }
+    order.history.forEach(function (entry) {
+      var row = document.createElement("tr");
+      cell(row, new Date(entry.at).toLocaleTimeString());
+      cell(row, (entry.from || "—") + " → " + entry.to);
+      cell(row, entry.source);
+      history.appendChild(row);
+    });
+  }
+  function poll() {
+    fetch("/demo/orders/" + encodeURIComponent(orderId), {headers: {Accept: "application/json"}})
+      .then(function (response) {
+        if (!response.ok) { throw new Error(String(response.status)); }
+        return response.json();
+      })
+      .then(function (order) {
+        render(order);
+        if (settled.indexOf(order.status) < 0) { setTimeout(poll, 1000); }
+      })
+      .catch(function () { setTimeout(poll, 1000); });
+  }
+  if (settled.indexOf(root.getAttribute("data-status")) < 0) { setTimeout(poll, 1000); }
+}());
+"""
+
+
+def money(amount: int, currency: str) -> str:
+    """`1500, "usd"` → `15.00 USD`, in the currency's own number of decimals."""
+    decimals = 0 if currency in ZERO_DECIMAL else 3 if currency in THREE_DECIMAL else 2
+    value = f"{amount / 10**decimals:.{decimals}f}" if decimals else str(amount)
+    return f"{value} {currency.upper()}"
+
+
+def _document(title: str, body: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>{escape(title)}</title><link rel="stylesheet" href="/demo/demo.css">'
+        '<script src="/demo/demo.js" defer></script></head>'
+        f"<body><main>{body}</main></body></html>\n"
+    )
+
+
+def shop_page(items: list[Item], *, error: str | None = None) -> str:
+    rows = "".join(
+        "<tr>"
+        f"<td>{escape(item.name)}"
+        f'<div class="desc">{escape(item.description)}</div></td>'
+        f'<td class="num">{escape(money(item.unit_amount, item.currency))}</td>'
+        f'<td class="num"><input type="number" name="{escape(item.price)}" '
+        f'id="qty-{escape(item.price)}" aria-label="Quantity of {escape(item.name)}" '
+        f'min="0" max="{MAX_QUANTITY}" value="0"></td>'
+        "</tr>"
+        for item in items
+    )
+    alert = f'<div class="error" role="alert">{escape(error)}</div>' if error else ""
+    empty = "" if items else '<p class="muted">The catalogue is empty.</p>'
+    body = (
+        '<h1>Demo shop<span class="badge">SANDBOX</span></h1>'
+        '<p class="muted">Pick items and quantities, then pay on the (emulated) Stripe checkout '
+        "page with a test card.</p>"
+        f"{alert}{empty}"
+        '<form method="post" action="/demo/checkout">'
+        '<table><thead><tr><th>Item</th><th class="num">Price</th>'
+        f'<th class="num">Quantity</th></tr></thead><tbody>{rows}</tbody></table>'
+        '<button type="submit" id="pay">Pay</button></form>'
+    )
+    return _document("Demo shop", body)
+
+
+def success_page(order: Order) -> str:
+    history = "".join(
+        "<tr>"
+        f"<td>{escape(entry.at.strftime('%H:%M:%S'))}</td>"
+        f"<td>{escape(entry.from_status or '—')} → {escape(entry.to_status)}</td>"
+        f"<td>{escape(entry.source)}</td>"
+        "</tr>"
+        for entry in order.history
+    )
+    body = (
+        '<h1>Thank you<span class="badge">SANDBOX</span></h1>'
+        '<p class="muted">This page follows the order as Stripe\'s webhooks move it.</p>'
+        f'<section id="order" data-order-id="{escape(order.id)}" '
+        f'data-status="{escape(order.status)}">'
+        "<dl>"
+        f"<dt>Order</dt><dd><code>{escape(order.id)}</code></dd>"
+        f"<dt>Amount</dt><dd>{escape(money(order.amount, order.currency))}</dd>"
+        f'<dt>Status</dt><dd><span id="status" class="status" '
+        f'data-status="{escape(order.status)}">{escape(order.status)}</span></dd>'
+        "</dl>"
+        "<h2>History</h2>"
+        "<table><thead><tr><th>Time</th><th>Change</th><th>Source</th></tr></thead>"
+        f'<tbody id="history">{history}</tbody></table>'
+        "</section>"
+        '<a class="button" href="/demo">Back to the shop</a>'
+    )
+    return _document("Order status", body)

@@ -1,0 +1,101 @@
+"""A demo checkout in sandbox mode only (404 otherwise): `/demo` lists the catalogue, its form
+posts to `/demo/checkout`, which creates a Checkout Session server side (no API key in the
+browser) and sends the visitor to the hosted page; `/demo/success` follows the order live."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from app.config import Settings
+from app.db import Session
+from app.demo import pages, service
+from app.errors import InvalidRequest, NotFound
+from app.orders.schemas import OrderRead
+from app.stripe_gateway import Gateway
+
+MAX_FORM_BYTES = 16 * 1024
+
+
+def _sandbox_only(request: Request) -> None:
+    settings: Settings = request.app.state.settings
+    if not settings.sandbox:
+        raise NotFound("Not Found")
+
+
+router = APIRouter(prefix="/demo", include_in_schema=False, dependencies=[Depends(_sandbox_only)])
+
+
+def _html(text: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        text, status, headers={"Content-Security-Policy": pages.CONTENT_SECURITY_POLICY}
+    )
+
+
+@router.get("", summary="Demo shop")
+async def shop(stripe: Gateway) -> HTMLResponse:
+    """The catalogue with a quantity for each item and a Pay button."""
+    return _html(pages.shop_page(await service.catalogue(stripe)))
+
+
+@router.post("/checkout", summary="Demo checkout")
+async def checkout(request: Request, session: Session, stripe: Gateway) -> Response:
+    """The form's quantities (`<price id>=<n>`) → a Checkout Session; 303 to its hosted page."""
+    try:
+        quantities = _quantities(await request.body())
+        url = await service.checkout(
+            session,
+            stripe,
+            quantities,
+            success_url=f"{request.url_for('demo_success')}?session_id={{CHECKOUT_SESSION_ID}}",
+            cancel_url=str(request.url_for("shop")),
+        )
+    except InvalidRequest as error:
+        return _html(pages.shop_page(await service.catalogue(stripe), error=error.message), 400)
+    return RedirectResponse(url, status_code=303)
+
+
+@router.get("/success", summary="Demo order status", name="demo_success")
+async def success(
+    session: Session, session_id: Annotated[str, Query(max_length=255)]
+) -> HTMLResponse:
+    """The order paid by Checkout Session `session_id`, its status and history, kept live."""
+    return _html(pages.success_page(await service.order_for_checkout_session(session, session_id)))
+
+
+@router.get("/orders/{order_id}", summary="Demo order")
+async def order(order_id: str, session: Session) -> OrderRead:
+    """A demo order as `GET /orders/{id}` has it (orders the demo did not make are 404)."""
+    return OrderRead.of(await service.order(session, order_id))
+
+
+@router.get("/demo.css", summary="Demo stylesheet")
+async def stylesheet() -> Response:
+    return Response(pages.STYLESHEET, media_type="text/css")
+
+
+@router.get("/demo.js", summary="Demo script")
+async def script() -> Response:
+    return Response(pages.SCRIPT, media_type="text/javascript")
+
+
+def _quantities(body: bytes) -> dict[str, int]:
+    if len(body) > MAX_FORM_BYTES:
+        raise InvalidRequest("The form is too large.", param="items")
+    quantities: dict[str, int] = {}
+    for price, value in parse_qsl(body.decode("utf-8", "replace")):
+        try:
+            quantity = int(value or "0")
+        except ValueError:
+            raise InvalidRequest(
+                "Quantities are whole numbers.", code="parameter_invalid", param=price
+            ) from None
+        if quantity < 0:
+            raise InvalidRequest(
+                "Quantities cannot be negative.", code="parameter_invalid", param=price
+            )
+        quantities[price] = quantities.get(price, 0) + quantity
+    return quantities

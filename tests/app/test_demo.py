@@ -1,0 +1,276 @@
+"""The sandbox demo checkout (`/demo`): a real browser (Debian's Chromium through Playwright) picks
+items, pays on the emulator's hosted page and watches the order reach `paid` on the success page.
+
+The sandbox service is an extra process on the stack's database, started WITHOUT a Stripe key
+(sandbox mode) against its own emulator, whose webhooks are signed with the sandbox secret."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from app.config import SANDBOX_WEBHOOK_SECRET
+from tests.fixtures.emulator import EmulatorProcess, free_port, start_emulator, stop_emulator
+from tests.fixtures.service import Stack, own_database, stop, sync_url
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = Path("/tmp/demo-success.png")
+
+
+@dataclass
+class Sandbox:
+    url: str
+    emulator: EmulatorProcess
+    client: httpx.Client
+    engine: Engine
+
+    def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        with self.engine.begin() as connection:
+            result = connection.execute(text(sql), params)
+            return [dict(r._mapping) for r in result] if result.returns_rows else []
+
+    def order_exists(self, order_id: str) -> bool:
+        status = self.client.get(f"/demo/orders/{order_id}").status_code
+        assert status in (200, 404)
+        return status == 200
+
+    def order(self, order_id: str) -> dict[str, Any]:
+        response = self.client.get(f"/demo/orders/{order_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+
+def _start_sandbox_service(
+    database_url: str, stripe_base: str, port: int
+) -> subprocess.Popen[bytes]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("STRIPE_") and k not in ("API_KEYS", "CORS_ORIGINS")
+    }
+    env.update(DATABASE_URL=database_url, STRIPE_API_BASE=stripe_base)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the sandbox service exited at start")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the sandbox service did not start")
+
+
+@pytest.fixture(scope="module")
+def sandbox(stack: Stack) -> Iterator[Sandbox]:
+    service_port, emulator_port = free_port(), free_port()
+    emulator = start_emulator(
+        "--webhook-url",
+        f"http://127.0.0.1:{service_port}/webhooks/stripe",
+        "--webhook-secret",
+        SANDBOX_WEBHOOK_SECRET,
+        "--webhook-retry-base-ms",
+        "200",
+        "--public-url",
+        f"http://127.0.0.1:{emulator_port}",
+        port=emulator_port,
+    )
+    try:
+        with own_database(stack, "demo") as database_url:
+            process = _start_sandbox_service(database_url, emulator.url, service_port)
+            engine = create_engine(sync_url(database_url))
+            url = f"http://127.0.0.1:{service_port}"
+            try:
+                with httpx.Client(base_url=url, timeout=30) as client:
+                    yield Sandbox(url, emulator, client, engine)
+            finally:
+                stop(process)
+                engine.dispose()
+    finally:
+        stop_emulator(emulator)
+
+
+def _order_count(sandbox: Sandbox) -> int:
+    return int(sandbox.rows("SELECT count(*) AS n FROM orders")[0]["n"])
+
+
+def test_demo_is_404_outside_sandbox_mode(stack: Stack) -> None:
+    for response in (
+        stack.public.get("/demo"),
+        stack.public.post("/demo/checkout", data={"price_tshirt": "1"}),
+        stack.public.get("/demo/success", params={"session_id": "cs_test_x"}),
+        stack.public.get("/demo/orders/ord_x"),
+    ):
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["code"] == "resource_missing"
+
+
+def test_demo_lists_the_one_time_catalogue(sandbox: Sandbox) -> None:
+    response = sandbox.client.get("/demo")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    page = response.text
+    for name, price, amount in (
+        ("T-shirt", "price_tshirt", "20.00 USD"),
+        ("Coffee mug", "price_mug", "12.00 USD"),
+        ("Sticker pack", "price_stickers", "5.00 USD"),
+        ("Demo product", "price_123", "15.00 USD"),
+    ):
+        assert name in page
+        assert f'name="{price}"' in page
+        assert amount in page
+    assert "price_monthly" not in page  # recurring: not for a one-time checkout
+    assert "<script>" not in page
+    assert "<style>" not in page
+    assert sandbox.client.get("/demo/demo.js").headers["content-type"].startswith("text/javascript")
+    assert sandbox.client.get("/demo/demo.css").headers["content-type"].startswith("text/css")
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ({"price_tshirt": "0"}, "Pick at least one item."),
+        ({"price_tshirt": "two"}, "Quantities are whole numbers."),
+        ({"price_tshirt": "-1"}, "Quantities cannot be negative."),
+        ({"price_tshirt": "11"}, "At most 10 of each item."),
+        ({"price_monthly": "1"}, "Not in the catalogue: price_monthly."),
+        ({"price_<script>": "1"}, "Not in the catalogue: price_&lt;script&gt;."),
+    ],
+)
+def test_demo_checkout_refuses_a_bad_form(
+    sandbox: Sandbox, form: dict[str, str], message: str
+) -> None:
+    before = _order_count(sandbox)
+
+    response = sandbox.client.post("/demo/checkout", data=form)
+
+    assert response.status_code == 400
+    assert message in response.text
+    assert "<script>" not in response.text
+    assert _order_count(sandbox) == before
+
+
+def test_demo_pages_for_unknown_sessions_and_orders_are_404(sandbox: Sandbox) -> None:
+    response = sandbox.client.get("/demo/success", params={"session_id": "cs_test_nope"})
+    assert response.status_code == 404
+    assert response.json()["error"]["param"] == "session_id"
+    response = sandbox.client.get("/demo/orders/ord_nope")
+    assert response.status_code == 404
+    assert response.json()["error"]["param"] == "id"
+
+
+def test_demo_orders_only_shows_demo_orders(sandbox: Sandbox) -> None:
+    sandbox.rows(
+        "INSERT INTO orders (id, status, amount, currency, amount_received, amount_refunded, "
+        "metadata, attempts, created_at, updated_at) VALUES ('ord_not_from_the_demo', "
+        "'pending', 1500, 'usd', 0, 0, '{}', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+    assert sandbox.order_exists("ord_not_from_the_demo") is False
+    sandbox.rows(
+        "UPDATE orders SET metadata = '{\"source\": \"demo\"}' WHERE id = 'ord_not_from_the_demo'"
+    )
+    assert sandbox.order_exists("ord_not_from_the_demo") is True
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium); "
+    "CI installs it",
+)
+def test_a_browser_buys_from_the_demo_shop_until_paid(sandbox: Sandbox, stack: Stack) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            # Every failed load but the browser's own favicon requests (neither server has one).
+            failures: list[str] = []
+            page.on(
+                "response",
+                lambda r: (
+                    failures.append(f"{r.status} {r.url}")
+                    if r.status >= 400 and not r.url.endswith("/favicon.ico")
+                    else None
+                ),
+            )
+            page.on("pageerror", lambda error: failures.append(str(error)))
+
+            page.goto(f"{sandbox.url}/demo")
+            page.get_by_label("Quantity of T-shirt").fill("2")
+            page.get_by_label("Quantity of Coffee mug").fill("1")
+            page.get_by_role("button", name="Pay").click()
+
+            page.wait_for_url(f"{sandbox.emulator.url}/checkout/pay/**")
+            expect(page.locator("tr.total")).to_contain_text("$52.00")
+            page.select_option("#payment_method", "pm_card_visa")
+            page.get_by_role("button", name="Pay").click()
+
+            page.wait_for_url(f"{sandbox.url}/demo/success?session_id=cs_*")
+            expect(page.locator("#status")).to_have_text("paid", timeout=15_000)
+            expect(page.locator("#history tr")).to_have_count(2)
+            expect(page.locator("#history")).to_contain_text("pending → paid")
+            order_id = page.locator("#order").get_attribute("data-order-id")
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            assert failures == []
+        finally:
+            browser.close()
+
+    assert order_id is not None
+    order = sandbox.order(order_id)
+    assert order["status"] == "paid"
+    assert (order["amount"], order["currency"], order["amount_received"]) == (5200, "usd", 5200)
+    assert order["metadata"] == {"source": "demo"}
+    assert [(h["from"], h["to"]) for h in order["history"]] == [
+        (None, "pending"),
+        ("pending", "paid"),
+    ]
+    assert order["history"][1]["source"].startswith("evt_")
+    [session] = sandbox.rows(
+        "SELECT stripe_id, order_id FROM checkout_sessions WHERE order_id = :id", id=order_id
+    )
+    assert session["stripe_id"] == order["checkout_session"]
+    intent = sandbox.rows(
+        "SELECT status, amount FROM payment_intents WHERE order_id = :id", id=order_id
+    )
+    assert intent == [{"status": "succeeded", "amount": 5200}]
