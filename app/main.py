@@ -151,7 +151,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         demo,
     ):
         app.include_router(router)
-    # Added innermost first: CORS, then the security checks, then idempotency, then the routes.
+    # The last added is the outermost. From the outside in: observability, CORS, the security
+    # checks, Idempotency-Key, the routes.
     app.add_middleware(IdempotencyMiddleware, ttl_seconds=settings.idempotency_ttl_seconds)
     app.add_middleware(
         SecurityMiddleware,
@@ -171,7 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "Idempotency-Key"],
             expose_headers=["Retry-After"],
         )
-    # Outermost: the request id is set before, and the request logged after, everything else.
+    # The request id is set before, and the request logged after, everything else.
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
