@@ -9,7 +9,7 @@ EMULATOR_PORT ?= 12111
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate emulator test fuzz lint format bench bench-emulator soak clean
+.PHONY: help install run migrate emulator test fuzz lint format bench bench-emulator bench-service soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -51,13 +51,16 @@ format: install ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: bench-emulator ## Every benchmark (needs wrk: apt-get install wrk)
+bench: bench-emulator bench-service ## Every benchmark (needs wrk: apt-get install wrk)
 
 soak: install ## 1,000 payment flows, 2 service processes, Stripe faults, a SIGKILL (needs Postgres)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 bench-emulator: install ## PaymentIntent creations/s through the emulator with 100,000 stored
 	$(BIN)/python -m bench.emulator
+
+bench-service: install ## POST /payment-intents vs the seed's Express endpoint (needs node, Postgres)
+	$(BIN)/python -m bench.service $(BENCH_SERVICE_ARGS)
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var
