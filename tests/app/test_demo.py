@@ -6,10 +6,6 @@ The sandbox service is an extra process on the stack's database, started WITHOUT
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +17,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from app.config import SANDBOX_WEBHOOK_SECRET
 from tests.fixtures.emulator import EmulatorProcess, free_port, start_emulator, stop_emulator
-from tests.fixtures.service import Stack, own_database, stop, sync_url
+from tests.fixtures.service import Stack, own_database, start_service, stop, sync_url
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -60,43 +56,6 @@ class Sandbox:
         return dict(response.json())
 
 
-def _start_sandbox_service(
-    database_url: str, stripe_base: str, port: int
-) -> subprocess.Popen[bytes]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("STRIPE_") and k not in ("API_KEYS", "CORS_ORIGINS")
-    }
-    env.update(DATABASE_URL=database_url, STRIPE_API_BASE=stripe_base)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the sandbox service exited at start")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the sandbox service did not start")
-
-
 @pytest.fixture(scope="module")
 def sandbox(stack: Stack) -> Iterator[Sandbox]:
     service_port, emulator_port = free_port(), free_port()
@@ -113,7 +72,7 @@ def sandbox(stack: Stack) -> Iterator[Sandbox]:
     )
     try:
         with own_database(stack, "demo") as database_url:
-            process = _start_sandbox_service(database_url, emulator.url, service_port)
+            process = start_service(database_url, emulator.url, service_port, sandbox=True)
             engine = create_engine(sync_url(database_url))
             url = f"http://127.0.0.1:{service_port}"
             try:
