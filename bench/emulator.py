@@ -11,62 +11,24 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+
+from bench.wrk import Run, free_port, run_wrk
 
 API_KEY = "sk_test_bench"
 BODY = "amount=2000&currency=usd&automatic_payment_methods[enabled]=true&metadata[order_id]=42"
 
 
-@dataclass
-class Run:
-    requests: int
-    seconds: float
-    errors: int
-    p50_ms: float
-    p99_ms: float
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wrk(url: str, *, connections: int, seconds: int) -> Run:
-    script = os.path.join(os.path.dirname(__file__), "post.lua")
-    env = {**os.environ, "BODY": BODY, "API_KEY": API_KEY}
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "-s",
-            script,
-            f"{url}/v1/payment_intents",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    line = next(line for line in out.splitlines() if line.startswith("JSON "))
-    data = json.loads(line[5:])
-    return Run(
-        requests=data["requests"],
-        seconds=data["duration_us"] / 1e6,
-        errors=data["errors"],
-        p50_ms=data["p50_us"] / 1000,
-        p99_ms=data["p99_us"] / 1000,
+    return run_wrk(
+        f"{url}/v1/payment_intents",
+        os.path.join(os.path.dirname(__file__), "post.lua"),
+        connections=connections,
+        seconds=seconds,
+        env={**os.environ, "BODY": BODY, "API_KEY": API_KEY},
     )
 
 

@@ -39,6 +39,8 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.wrk import Run, free_port, run_wrk
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:5432/payments_bench"
 STRIPE_KEY = "sk_test_bench"
@@ -49,31 +51,12 @@ EMULATOR_BODY = "amount=2000&currency=usd"
 
 
 @dataclass
-class Run:
-    requests: int
-    seconds: float
-    errors: int
-    p50_ms: float
-    p99_ms: float
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds
-
-
-@dataclass
 class Target:
     name: str
     url: str
     api_key: str = ""
     content_type: str = "application/json"
     body: str = BODY
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str) -> None:
@@ -105,32 +88,14 @@ def wrk(target: Target, *, connections: int, seconds: int) -> Run:
         "API_KEY": target.api_key,
         "CONTENT_TYPE": target.content_type,
     }
-    threads = 1 if connections < 100 else 2
-    out = subprocess.run(
-        [
-            "wrk",
-            f"-t{threads}",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--timeout",
-            "30s",
-            "-s",
-            str(HERE / "post_json.lua"),
-            target.url,
-        ],
+    return run_wrk(
+        target.url,
+        str(HERE / "post_json.lua"),
+        connections=connections,
+        seconds=seconds,
         env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    line = next(line for line in out.splitlines() if line.startswith("JSON "))
-    data = json.loads(line[5:])
-    return Run(
-        requests=data["requests"],
-        seconds=data["duration_us"] / 1e6,
-        errors=data["errors"],
-        p50_ms=data["p50_us"] / 1000,
-        p99_ms=data["p99_us"] / 1000,
+        threads=1 if connections < 100 else 2,
+        extra=("--timeout", "30s"),
     )
 
 
@@ -298,20 +263,12 @@ def write_events(intents: list[dict[str, object]], path: Path) -> None:
 
 
 def post_events(url: str, events: Path, connections: int, seconds: int) -> Run:
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(HERE / "webhooks.lua"), url],
+    return run_wrk(
+        url,
+        str(HERE / "webhooks.lua"),
+        connections=connections,
+        seconds=seconds,
         env={**os.environ, "EVENTS": str(events)},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    data = json.loads(next(x for x in out.splitlines() if x.startswith("JSON "))[5:])
-    return Run(
-        requests=data["requests"],
-        seconds=data["duration_us"] / 1e6,
-        errors=data["errors"],
-        p50_ms=data["p50_us"] / 1000,
-        p99_ms=data["p99_us"] / 1000,
     )
 
 
