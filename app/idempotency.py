@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth import key_digest
@@ -54,12 +54,13 @@ class IdempotencyMiddleware:
         ).hexdigest()
         state = scope["app"].state
         sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
+        single: AsyncEngine = state.autocommit
         lease = timedelta(
             seconds=state.settings.stripe_timeout_seconds
             * (state.settings.stripe_max_network_retries + 1)
             + LEASE_MARGIN_SECONDS
         )
-        claimed, existing = await self._claim(sessionmaker, owner, key, fingerprint, lease)
+        claimed, existing = await self._claim(single, sessionmaker, owner, key, fingerprint, lease)
         if not claimed:
             assert existing is not None
             await _replay_or_refuse(send, existing, fingerprint, key)
@@ -68,22 +69,33 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, _replay_body(body), captured.send)
         except BaseException:
-            await self._release(sessionmaker, owner, key)
+            await self._release(single, owner, key)
             raise
         if captured.status >= 500 or captured.status in NOT_KEPT:
-            await self._release(sessionmaker, owner, key)
+            await self._release(single, owner, key)
         else:
-            await self._store(sessionmaker, owner, key, captured)
+            await self._store(single, owner, key, captured)
         await captured.replay(send)
 
     async def _claim(
         self,
+        single: AsyncEngine,
         sessionmaker: async_sessionmaker[AsyncSession],
         owner: str,
         key: str,
         fingerprint: str,
         lease: timedelta,
     ) -> tuple[bool, IdempotencyKey | None]:
+        """Claim the key, or the row that holds it. A new key (the usual case) is one INSERT
+        on its own; a key in use takes the slower path below."""
+        try:
+            async with single.connect() as connection:
+                await connection.execute(
+                    _CLAIM, {"owner": owner, "key": key, "fingerprint": fingerprint}
+                )
+            return True, None
+        except IntegrityError:
+            pass
         async with sessionmaker() as session:
             for _ in range(2):
                 try:
@@ -129,38 +141,27 @@ class IdempotencyMiddleware:
         await session.commit()
         return bool(getattr(result, "rowcount", 0) == 1)
 
-    async def _store(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        owner: str,
-        key: str,
-        captured: _Captured,
-    ) -> None:
-        async with sessionmaker() as session:
-            row = await session.scalar(
-                select(IdempotencyKey).where(
-                    IdempotencyKey.owner == owner, IdempotencyKey.key == key
-                )
+    async def _store(self, single: AsyncEngine, owner: str, key: str, captured: _Captured) -> None:
+        response = json.dumps(
+            {"headers": captured.kept_headers(), "body": captured.body.decode("utf-8")}
+        )
+        async with single.connect() as connection:
+            await connection.execute(
+                _STORE,
+                {"o": owner, "k": key, "status_code": captured.status, "response": response},
             )
-            if row is not None:
-                row.status_code = captured.status
-                row.response = json.dumps(
-                    {"headers": captured.kept_headers(), "body": captured.body.decode("utf-8")}
-                )
-                await session.commit()
 
-    async def _release(
-        self, sessionmaker: async_sessionmaker[AsyncSession], owner: str, key: str
-    ) -> None:
-        async with sessionmaker() as session:
-            await session.execute(
-                delete(IdempotencyKey).where(
-                    IdempotencyKey.owner == owner,
-                    IdempotencyKey.key == key,
-                    IdempotencyKey.status_code.is_(None),
-                )
-            )
-            await session.commit()
+    async def _release(self, single: AsyncEngine, owner: str, key: str) -> None:
+        async with single.connect() as connection:
+            await connection.execute(_RELEASE, {"o": owner, "k": key})
+
+
+# One statement each, in autocommit: no BEGIN and COMMIT round trips around them.
+_KEYS = cast(Table, IdempotencyKey.__table__)
+_CLAIM = insert(_KEYS)
+_THIS_KEY = (_KEYS.c.owner == bindparam("o")) & (_KEYS.c.key == bindparam("k"))
+_STORE = update(_KEYS).where(_THIS_KEY)
+_RELEASE = delete(_KEYS).where(_THIS_KEY, _KEYS.c.status_code.is_(None))
 
 
 class _Captured:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -103,6 +104,17 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return spec
 
 
+def _tune_gc() -> None:
+    """Move what start-up loaded out of the cyclic collector's reach and run it less often.
+
+    Every in-flight request keeps ORM, Stripe and HTTP objects alive; with Python's default
+    thresholds (700, 10, 10) the collections that walk them took 40% of the service's CPU at 200
+    requests in flight (bench/README.md). Memory use grows by a few MB at most."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     redact = configure_logging(
@@ -115,14 +127,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, settings.database_pool_size)
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        # The same pool, for writes that are one statement: no BEGIN and COMMIT round trips.
+        app.state.autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         app.state.stripe = StripeGateway(settings, metrics)
         app.state.api_key_digests = [key_digest(k.get_secret_value()) for k in settings.api_keys]
         # Tasks started from the lifespan record into this app's metrics too.
         token = current_metrics.set(metrics)
+        _tune_gc()
         try:
             yield
         finally:

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -87,6 +88,7 @@ def wrk(target: Target, *, connections: int, seconds: int) -> Run:
         "BODY": target.body,
         "API_KEY": target.api_key,
         "CONTENT_TYPE": target.content_type,
+        "IDEMPOTENCY_PREFIX": uuid.uuid4().hex,
     }
     return run_wrk(
         target.url,
@@ -124,7 +126,9 @@ def service_env(database_url: str, stripe_base: str) -> dict[str, str]:
 
 
 @contextmanager
-def stack(database_url: str, node_dir: Path, latency_ms: int) -> Iterator[tuple[Target, ...]]:
+def stack(
+    database_url: str, node_dir: Path, latency_ms: int, workers: int
+) -> Iterator[tuple[Target, ...]]:
     """The emulator, the service and the anchor, both pointed at that emulator."""
     emulator_port, service_port, express_port = free_port(), free_port(), free_port()
     emulator_base = f"http://127.0.0.1:{emulator_port}"
@@ -148,6 +152,8 @@ def stack(database_url: str, node_dir: Path, latency_ms: int) -> Iterator[tuple[
                     str(service_port),
                     "--log-level",
                     "warning",
+                    "--workers",
+                    str(workers),
                 ],
                 env=env,
             )
@@ -356,7 +362,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs per target (2)")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE)
     parser.add_argument("--latency-ms", type=int, default=500, help="regime (b)'s latency (500)")
-    parser.add_argument("--orders", type=int, default=2000, help="orders for the webhooks (2000)")
+    parser.add_argument(
+        "--orders",
+        type=int,
+        default=15000,
+        help="orders for the webhooks (15000: more than are posted in a run, so every post is "
+        "a first delivery)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="uvicorn worker processes for the service (one per core)",
+    )
     args = parser.parse_args()
     for tool in ("wrk", "node", "npm"):
         if shutil.which(tool) is None:
@@ -382,14 +400,15 @@ def main() -> None:
             f"wrk, {args.seconds} s runs, {args.rounds} alternating rounds per target; "
             'body {"amount": 2000, "currency": "usd"}'
         )
-        with stack(args.database_url, Path(node_dir), 0) as targets:
+        print(f"service: uvicorn, {args.workers} worker process(es); express: one node process")
+        with stack(args.database_url, Path(node_dir), 0, args.workers) as targets:
             a = regime(targets, connections=32, seconds=args.seconds, rounds=args.rounds)
             wrk(targets[2], connections=1, seconds=2)
             direct = wrk(targets[2], connections=1, seconds=args.seconds)
             alone = wrk(targets[0], connections=1, seconds=args.seconds)
             print_regime("(a) no added Stripe latency, 32 connections", a)
             webhooks(targets[0], args.database_url, args.orders, args.seconds, Path(node_dir))
-        with stack(args.database_url, Path(node_dir), args.latency_ms) as targets:
+        with stack(args.database_url, Path(node_dir), args.latency_ms, args.workers) as targets:
             b = regime(targets, connections=200, seconds=args.seconds, rounds=args.rounds)
         print_regime(f"(b) {args.latency_ms} ms of emulator latency, 200 connections", b)
     print("added latency at 1 connection, no added Stripe latency:")

@@ -21,8 +21,8 @@ from app.models import CheckoutSession, Order, OrderStatus
 from app.money import METADATA_MAX_KEYS, check_amount
 from app.orders.service import (
     ORDER_KEY,
-    create_order,
     get_order,
+    insert_order,
     move,
     record_checkout_session,
 )
@@ -60,7 +60,7 @@ async def create_checkout_session(
 
     assert body.line_items is not None
     amount, currency = await _price(stripe, body.line_items)
-    order = await create_order(
+    order_id = await insert_order(
         session,
         amount=amount,
         currency=currency,
@@ -69,6 +69,7 @@ async def create_checkout_session(
         description=body.payment_intent_data.description if body.payment_intent_data else None,
         metadata=body.metadata,
     )
+    order = await get_order(session, order_id)
     intent_data = params.setdefault("payment_intent_data", {})
     intent_data["metadata"] = {**intent_data.get("metadata", {}), ORDER_KEY: order.id}
     params["metadata"] = {**params.get("metadata", {}), ORDER_KEY: order.id}

@@ -3,17 +3,24 @@ keeping a history entry for every change and the local mirror of their payment i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy import Executable, Table, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.sql.elements import BindParameter
 
 from app.db import is_postgres
 from app.errors import InvalidRequest, NotFound
 from app.models import CheckoutSession, Order, OrderHistory, OrderStatus, PaymentIntent, Refund
+from app.models.base import new_id, utcnow
 from app.observability import record_transition
 from app.orders.state import (
     FINAL,
@@ -28,7 +35,7 @@ from app.orders.state import (
 ORDER_KEY = "service_order_id"
 
 
-async def create_order(
+async def insert_order(
     session: AsyncSession,
     *,
     amount: int,
@@ -39,30 +46,53 @@ async def create_order(
     metadata: dict[str, str] | None = None,
     idempotency_owner: str | None = None,
     idempotency_key: str | None = None,
-) -> Order:
-    """A new `pending` order, flushed so its id can key the Stripe call that follows. The
-    caller's `Idempotency-Key` (with the caller's identity) ties a retry to this order."""
-    order = Order(
-        amount=amount,
-        currency=currency,
-        customer=customer,
-        description=description,
-        metadata_=metadata or {},
-        status=OrderStatus.PENDING,
-        idempotency_owner=idempotency_owner if idempotency_key is not None else None,
-        idempotency_key=idempotency_key,
+    attempts: int = 0,
+) -> str:
+    """The id of a new `pending` order, inserted with its first history entry so the id can key
+    the Stripe call that follows. The caller's `Idempotency-Key` (with the caller's identity)
+    ties a retry to this order. No ORM object is built (`get_order` loads one); on Postgres the
+    two rows are one statement."""
+    order_id = new_id("ord")
+    now = utcnow()
+    order = {
+        "id": order_id,
+        "status": OrderStatus.PENDING,
+        "amount": amount,
+        "currency": currency,
+        "amount_received": 0,
+        "amount_refunded": 0,
+        "customer": customer,
+        "description": description,
+        "metadata": metadata or {},
+        "attempts": attempts,
+        "idempotency_owner": idempotency_owner if idempotency_key is not None else None,
+        "idempotency_key": idempotency_key,
+        "created_at": now,
+        "updated_at": now,
+    }
+    history = {"from_status": None, "to_status": OrderStatus.PENDING, "source": source, "at": now}
+    params = {f"o_{name}": value for name, value in order.items()}
+    params.update({f"h_{name}": value for name, value in history.items()})
+    for statement in _order_statements(is_postgres(session), tuple(order)):
+        await session.execute(statement, params)
+    return order_id
+
+
+@functools.cache
+def _order_statements(postgres: bool, columns: tuple[str, ...]) -> tuple[Executable, ...]:
+    """A new order's INSERT (parameters `o_*`) and its first history entry's (`h_*`): one
+    statement on Postgres, as `_statements` writes changes; two on SQLite."""
+    order = insert(_ORDERS).values({name: _bind("o_", _ORDERS, name) for name in columns})
+    history = insert(_HISTORY).values(
+        {"order_id": bindparam("o_id"), **{n: _bind("h_", _HISTORY, n) for n in _HISTORY_VALUES}}
     )
-    session.add(order)
-    await session.flush()
-    session.add(
-        OrderHistory(order_id=order.id, from_status=None, to_status=order.status, source=source)
-    )
-    await session.flush()
-    return order
+    if not postgres:
+        return order, history
+    return (order.add_cte(history.cte("write_history")),)
 
 
 async def get_order(session: AsyncSession, order_id: str, *, for_update: bool = False) -> Order:
-    order = await _one(session, Order.id == order_id, for_update=for_update)
+    order = await _one(session, "id", order_id, for_update=for_update)
     if order is None:
         raise NotFound(f"No such order: '{order_id}'", param="id")
     return order
@@ -96,30 +126,43 @@ async def unsettled_order_ids(session: AsyncSession, created_before: datetime) -
 async def find_order_for_payment_intent(
     session: AsyncSession, payment_intent: str, *, for_update: bool = True
 ) -> Order | None:
-    return await _one(session, Order.payment_intent == payment_intent, for_update=for_update)
+    return await _one(session, "payment_intent", payment_intent, for_update=for_update)
 
 
 async def find_order_for_checkout_session(
     session: AsyncSession, checkout_session: str, *, for_update: bool = True
 ) -> Order | None:
-    return await _one(session, Order.checkout_session == checkout_session, for_update=for_update)
+    return await _one(session, "checkout_session", checkout_session, for_update=for_update)
 
 
-async def _one(
-    session: AsyncSession, condition: ColumnElement[bool], *, for_update: bool
-) -> Order | None:
-    """One order; `for_update` holds it until the transaction ends. Postgres locks the row;
-    SQLite has no row locks, so a no-op write first takes its database write lock, which other
-    writers (webhooks, replicas) then wait for in the same way."""
-    query = select(Order).where(condition)
+async def _one(session: AsyncSession, by: str, value: str, *, for_update: bool) -> Order | None:
+    """The order whose column `by` is `value`; `for_update` holds it until the transaction ends.
+    Postgres locks the row; SQLite has no row locks, so a no-op write first takes its database
+    write lock, which other writers (webhooks, replicas) then wait for in the same way."""
+    query = _SELECT_ORDER[by]
     if for_update:
         if is_postgres(session):
-            query = query.with_for_update()
+            query = _SELECT_ORDER_FOR_UPDATE[by]
         else:
-            await session.execute(
-                update(Order).where(condition).values(updated_at=Order.updated_at)
-            )
-    return await session.scalar(query.execution_options(populate_existing=True))
+            await session.execute(_TOUCH_ORDER[by], {"value": value})
+    return await session.scalar(query, {"value": value})
+
+
+_ORDERS = cast(Table, Order.__table__)
+_UNIQUE = ("id", "payment_intent", "checkout_session")
+_SELECT_ORDER = {
+    by: select(Order)
+    .where(_ORDERS.c[by] == bindparam("value"))
+    .execution_options(populate_existing=True)
+    for by in _UNIQUE
+}
+_SELECT_ORDER_FOR_UPDATE = {by: query.with_for_update() for by, query in _SELECT_ORDER.items()}
+_TOUCH_ORDER = {
+    by: update(_ORDERS)
+    .where(_ORDERS.c[by] == bindparam("value"))
+    .values(updated_at=_ORDERS.c.updated_at)
+    for by in _UNIQUE
+}
 
 
 async def history_of(session: AsyncSession, order_id: str) -> Sequence[OrderHistory]:
@@ -173,17 +216,7 @@ async def list_orders(
 
 async def move(session: AsyncSession, order: Order, target: OrderStatus, source: str) -> Decision:
     """Apply a transition if the state machine allows it, with its history entry."""
-    decision = decide(OrderStatus(order.status), target)
-    if decision is Decision.APPLY:
-        session.add(
-            OrderHistory(
-                order_id=order.id, from_status=order.status, to_status=target, source=source
-            )
-        )
-        record_transition(order.id, order.status, target, source)
-        order.status = target
-        await session.flush()
-    return decision
+    return await _change(session, order, target, source, {})
 
 
 async def sync_payment_intent(
@@ -196,11 +229,123 @@ async def sync_payment_intent(
 ) -> Decision:
     """Record what Stripe says of the order's payment intent (the mirror row, the amounts) and
     move the order to the status it implies. `failed` marks a `payment_failed` report."""
-    mirror = await session.scalar(
-        select(PaymentIntent).where(PaymentIntent.stripe_id == intent["id"])
+    changes: dict[str, Any] = {
+        "amount_received": max(order.amount_received, intent.get("amount_received") or 0)
+    }
+    if order.payment_intent is None:
+        changes["payment_intent"] = intent["id"]
+    target = status_for_payment_intent(intent["status"], failed=failed)
+    return await _change(session, order, target, source, changes, mirror=_mirror(intent))
+
+
+async def apply_refunded_amount(
+    session: AsyncSession, order: Order, amount_refunded: int, source: str
+) -> Decision:
+    """Take the charge's refunded total (it only grows) and move to (partially_)refunded."""
+    refunded = max(order.amount_refunded, amount_refunded)
+    target = status_for_refunds(order.amount_received or order.amount, refunded)
+    return await _change(session, order, target, source, {"amount_refunded": refunded})
+
+
+async def _change(
+    session: AsyncSession,
+    order: Order,
+    target: OrderStatus | None,
+    source: str,
+    changes: dict[str, Any],
+    mirror: dict[str, Any] | None = None,
+) -> Decision:
+    """Move the order to `target` if the state machine allows it (None: it stays), with its
+    history entry, its other `changes` and (from sync_payment_intent, the only writer of
+    mirrors) its payment intent's `mirror`, written together by `_write`. The mirror is an
+    upsert with no query first: a new one is inserted; a known one takes the snapshot unless the
+    order is behind it or the snapshot is older. What is written is set on `order` as its
+    committed state, so the session has nothing left to flush."""
+    decision = Decision.SAME if target is None else decide(OrderStatus(order.status), target)
+    now = utcnow()
+    history = None
+    if target is not None and decision is Decision.APPLY:
+        history = {"from_status": order.status, "to_status": target, "source": source, "at": now}
+        record_transition(order.id, order.status, target, source)
+        changes["status"] = target
+    changed = {name: value for name, value in changes.items() if getattr(order, name) != value}
+    if changed:
+        changed["updated_at"] = now
+    keep_mirror = decision is Decision.STALE
+    await _write(session, order.id, changed, history, mirror, keep_mirror=keep_mirror)
+    for name, value in changed.items():
+        set_committed_value(order, name, value)
+    return decision
+
+
+async def _write(
+    session: AsyncSession,
+    order_id: str,
+    changed: dict[str, Any],
+    history: dict[str, Any] | None,
+    mirror: dict[str, Any] | None,
+    *,
+    keep_mirror: bool,
+) -> None:
+    params: dict[str, Any] = {"o_id": order_id}
+    for prefix, values in (("o_", changed), ("h_", history), ("m_", mirror)):
+        params.update({prefix + name: value for name, value in (values or {}).items()})
+    statements = _statements(
+        is_postgres(session),
+        tuple(sorted(changed)),
+        history is not None,
+        mirror is not None,
+        keep_mirror,
     )
-    data = {k: v for k, v in intent.items() if k != "client_secret"}
-    fields = {
+    for statement in statements:
+        await session.execute(statement, params)
+
+
+@functools.cache
+def _statements(
+    postgres: bool, columns: tuple[str, ...], history: bool, mirror: bool, keep_mirror: bool
+) -> tuple[Executable, ...]:
+    """The order's UPDATE of `columns`, its history entry, its mirror's upsert (those asked for),
+    with their parameters named `o_*`, `h_*`, `m_*`. Postgres gets them as one statement (all
+    but one as data-modifying CTEs): one round trip. SQLite has no such CTEs: one by one."""
+    parts: list[Insert | Update] = []
+    if columns:
+        changed = {name: _bind("o_", _ORDERS, name) for name in columns}
+        parts.append(update(_ORDERS).where(_ORDERS.c.id == bindparam("o_id")).values(changed))
+    if history:
+        entry = {name: _bind("h_", _HISTORY, name) for name in _HISTORY_VALUES}
+        parts.append(insert(_HISTORY).values({"order_id": bindparam("o_id"), **entry}))
+    if mirror:
+        parts.append(_upsert_mirror(postgres, keep_mirror))
+    if not postgres or len(parts) < 2:
+        return tuple(parts)
+    main, *others = parts
+    return (main.add_cte(*(part.cte(f"write_{n}") for n, part in enumerate(others))),)
+
+
+def _bind(prefix: str, table: Table, name: str) -> BindParameter[Any]:
+    return bindparam(prefix + name, type_=table.c[name].type)
+
+
+def _upsert_mirror(postgres: bool, keep: bool) -> Insert:
+    snapshot = {name: _bind("m_", _MIRRORS, name) for name in _MIRROR_VALUES}
+    statement = (pg_insert if postgres else sqlite_insert)(_MIRRORS)
+    statement = statement.values({"order_id": bindparam("o_id"), **snapshot})
+    if keep:
+        return statement.on_conflict_do_nothing(index_elements=["stripe_id"])
+    new = statement.excluded
+    # A snapshot older than the mirror: anything but the final status once it is final.
+    final = (_MIRRORS.c.status == "succeeded") | (_MIRRORS.c.status == "canceled")
+    older = final & (_MIRRORS.c.status != new.status)
+    return statement.on_conflict_do_update(
+        index_elements=["stripe_id"], set_={name: new[name] for name in _SNAPSHOT}, where=~older
+    )
+
+
+def _mirror(intent: dict[str, Any]) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "stripe_id": intent["id"],
         "status": intent["status"],
         "amount": intent["amount"],
         "amount_received": intent.get("amount_received") or 0,
@@ -210,46 +355,38 @@ async def sync_payment_intent(
         "capture_method": intent.get("capture_method"),
         "latest_charge": _id(intent.get("latest_charge")),
         "created": intent["created"],
-        "metadata_": dict(intent.get("metadata") or {}),
-        "data": data,
+        "metadata": dict(intent.get("metadata") or {}),
+        "data": {k: v for k, v in intent.items() if k != "client_secret"},
+        "created_at": now,
+        "updated_at": now,
     }
-    target = status_for_payment_intent(intent["status"], failed=failed)
-    behind = target is not None and decide(OrderStatus(order.status), target) is Decision.STALE
-    if mirror is None:
-        session.add(PaymentIntent(stripe_id=intent["id"], order_id=order.id, **fields))
-    elif not behind and not _is_stale(mirror, intent):
-        for name, value in fields.items():
-            setattr(mirror, name, value)
-    if order.payment_intent is None:
-        order.payment_intent = intent["id"]
-    order.amount_received = max(order.amount_received, fields["amount_received"])
-    if target is None:
-        await session.flush()
-        return Decision.SAME
-    return await move(session, order, target, source)
 
 
-async def apply_refunded_amount(
-    session: AsyncSession, order: Order, amount_refunded: int, source: str
-) -> Decision:
-    """Take the charge's refunded total (it only grows) and move to (partially_)refunded."""
-    order.amount_refunded = max(order.amount_refunded, amount_refunded)
-    target = status_for_refunds(order.amount_received or order.amount, order.amount_refunded)
-    if target is None:
-        await session.flush()
-        return Decision.SAME
-    return await move(session, order, target, source)
+_HISTORY = cast(Table, OrderHistory.__table__)
+_HISTORY_VALUES = ("from_status", "to_status", "source", "at")
+_MIRRORS = cast(Table, PaymentIntent.__table__)
+# What a newer snapshot of a payment intent overwrites in its mirror.
+_SNAPSHOT = (
+    "status",
+    "amount",
+    "amount_received",
+    "amount_capturable",
+    "currency",
+    "customer",
+    "capture_method",
+    "latest_charge",
+    "created",
+    "metadata",
+    "data",
+    "updated_at",
+)
+_MIRROR_VALUES = ("stripe_id", "created_at", *_SNAPSHOT)
 
 
 def _id(value: Any) -> str | None:
     if isinstance(value, dict):
         return str(value["id"])
     return str(value) if value else None
-
-
-def _is_stale(mirror: PaymentIntent, intent: dict[str, Any]) -> bool:
-    """A snapshot older than the mirror: anything but the final status once it is final."""
-    return mirror.status in ("succeeded", "canceled") and intent["status"] != mirror.status
 
 
 async def record_refund(session: AsyncSession, order: Order, refund: dict[str, Any]) -> None:

@@ -10,11 +10,12 @@ A card declined by Stripe is an outcome to record, not an error to roll back: th
 request) in the committed transaction, and the router then answers 402 from `Outcome.error`.
 
 `create` departs from DESIGN.md's one commit per request, on purpose: it commits the `pending`
-order in a short transaction of its own BEFORE it calls Stripe, then works on it (locked) in the
-request's transaction. When Stripe's answer is lost (a timeout or dropped connection after
-Stripe created the intent, retries exhausted), the request fails with 503
-`stripe_outcome_unknown` and rolls back, but the order stays: its id is in the error body, and
-it keys Stripe's idempotency key `order:{id}:pi`. A retry with the same `Idempotency-Key` (the
+order in a short transaction of its own BEFORE it calls Stripe, holds no database connection or
+lock while Stripe answers (so in-flight requests are not capped by the pool), then locks the
+order in the request's transaction to record the answer. When Stripe's answer is lost (a timeout
+or dropped connection after Stripe created the intent, retries exhausted), the request fails with
+503 `stripe_outcome_unknown` and rolls back, but the order stays: its id is in the error body,
+and it keys Stripe's idempotency key `order:{id}:pi`. A retry with the same `Idempotency-Key` (the
 order keeps the caller's key, unique per caller) finds that order and sends Stripe the same key,
 so Stripe replays the intent it created: one order, one intent. Without a key, the order waits
 `pending` with no intent until its webhook or `python -m app reconcile` links the intent. When
@@ -48,11 +49,11 @@ from app.models import Order, PaymentIntent
 from app.money import METADATA_MAX_KEYS, check_amount
 from app.orders.service import (
     ORDER_KEY,
-    create_order,
     discard_order,
     find_order_for_idempotency_key,
     find_order_for_payment_intent,
     get_order,
+    insert_order,
     sync_payment_intent,
 )
 from app.payment_intents import search
@@ -105,26 +106,53 @@ async def create(
         )
     metadata = dict(body.metadata or {})
     _check_metadata(metadata)
-    order_id = await _committed_order(
+    order_id, intent_id = await _committed_order(
         session, body, metadata, source=source, owner=caller, key=idempotency_key
     )
-    order = await get_order(session, order_id, for_update=True)
-    if order.payment_intent is not None:
+    if intent_id is not None:
         # An earlier request with this key got as far as Stripe: answer with its intent.
-        intent = (await gateway.retrieve_payment_intent(order.payment_intent)).to_dict()
-        await sync_payment_intent(session, order, intent, source, failed=_failed(intent))
-        return Outcome(order, intent)
-    params = body.model_dump(exclude_none=True, exclude={"statement_descriptor"})
+        intent = (await gateway.retrieve_payment_intent(intent_id)).to_dict()
+        return await _record(session, order_id, intent, source, failed=_failed(intent))
+    params = {
+        **body.model_dump(exclude_none=True, exclude={"statement_descriptor"}),
+        "metadata": {**metadata, ORDER_KEY: order_id},
+    }
     try:
-        return await create_for_order(session, gateway, order, params, source=source)
+        # No database connection or lock is held while Stripe answers: the order is committed
+        # and keys the idempotency key, and `_record` locks it only to write the answer.
+        intent = await gateway.create_payment_intent(
+            cast(PaymentIntentCreateParams, params), idempotency_key=f"order:{order_id}:pi"
+        )
     except StripeUnavailable as exc:
         # Maybe created, maybe not: the order stays for the retry (or reconciliation).
-        exc.extra["order_id"] = order.id
+        exc.extra["order_id"] = order_id
         raise
-    except (InvalidRequest, NotFound, CardDeclined, StripeFailure) as exc:
+    except CardDeclined as exc:
+        locked = await get_order(session, order_id, for_update=True)
+        if exc.extra.get("payment_intent") or locked.payment_intent:
+            return await _declined(session, gateway, locked, exc, source)
+        await discard_order(session, locked)
+        return Outcome(locked, {}, error=exc)
+    except (InvalidRequest, NotFound, StripeFailure) as exc:
         # Stripe refused to create anything: the order goes too (committed with the answer).
-        await discard_order(session, order)
-        return Outcome(order, {}, error=exc)
+        locked = await get_order(session, order_id, for_update=True)
+        await discard_order(session, locked)
+        return Outcome(locked, {}, error=exc)
+    return await _record(session, order_id, intent, source)
+
+
+async def _record(
+    session: AsyncSession,
+    order_id: str,
+    intent: dict[str, Any],
+    source: str,
+    *,
+    failed: bool = False,
+) -> Outcome:
+    """Lock the order and record what Stripe answered (a webhook may have been first)."""
+    order = await get_order(session, order_id, for_update=True)
+    await sync_payment_intent(session, order, intent, source, failed=failed)
+    return Outcome(order, intent)
 
 
 async def _committed_order(
@@ -135,18 +163,14 @@ async def _committed_order(
     source: str,
     owner: str,
     key: str | None,
-) -> str:
-    """The id of the order for this request, committed in a transaction of its own: the one an
-    earlier request with the caller's `key` made, else a new `pending` one."""
+) -> tuple[str, str | None]:
+    """The order for this request, committed in a transaction of its own: the one an earlier
+    request with the caller's `key` made, else a new `pending` one. Its id and payment intent's."""
     engine = session.bind
     assert isinstance(engine, AsyncEngine)
     async with AsyncSession(engine, expire_on_commit=False) as own:
-        if key is not None:
-            found = await find_order_for_idempotency_key(own, owner, key)
-            if found is not None:
-                return _same_request(found, body, metadata, key)
         try:
-            order = await create_order(
+            order_id = await insert_order(
                 own,
                 amount=body.amount,
                 currency=body.currency,
@@ -156,22 +180,23 @@ async def _committed_order(
                 metadata=metadata,
                 idempotency_owner=owner,
                 idempotency_key=key,
+                attempts=1 if body.confirm else 0,
             )
             await own.commit()
         except IntegrityError:
-            # The same key, from a concurrent request that committed first.
+            # The caller's key is taken: by an earlier request (a retry) or a concurrent one.
             await own.rollback()
             found = await find_order_for_idempotency_key(own, owner, key) if key else None
             if found is None:
                 raise
             return _same_request(found, body, metadata, key)
-        return order.id
+        return order_id, None
 
 
 def _same_request(
     order: Order, body: PaymentIntentCreate, metadata: dict[str, str], key: str | None
-) -> str:
-    """The order's id, if it was made by a request like this one."""
+) -> tuple[str, str | None]:
+    """The order's id and payment intent's, if it was made by a request like this one."""
     if (order.amount, order.currency, order.customer, order.description, order.metadata_) != (
         body.amount,
         body.currency,
@@ -183,7 +208,7 @@ def _same_request(
             f"Idempotency-Key '{key}' was already used for order {order.id} with another amount, "
             "currency, customer, description or metadata; use a new key for a new payment."
         )
-    return order.id
+    return order.id, order.payment_intent
 
 
 def _check_metadata(metadata: dict[str, str]) -> None:
@@ -210,9 +235,9 @@ async def create_for_order(
     *,
     source: str,
 ) -> Outcome:
-    """Create the order's payment intent (one per order: the idempotency key is the order's) and
-    record it. `params` are Stripe's create params; amount, currency and metadata come from the
-    order."""
+    """Create the payment intent of an order the request's transaction holds locked (one per
+    order: the idempotency key is the order's) and record it. `params` are Stripe's create
+    params; amount, currency and metadata come from the order."""
     params = {
         **params,
         "amount": order.amount,
@@ -223,12 +248,11 @@ async def create_for_order(
         order.attempts += 1
         await session.flush()
     try:
-        created = await gateway.create_payment_intent(
+        intent = await gateway.create_payment_intent(
             cast(PaymentIntentCreateParams, params), idempotency_key=f"order:{order.id}:pi"
         )
     except CardDeclined as exc:
         return await _declined(session, gateway, order, exc, source)
-    intent = created.to_dict()
     await sync_payment_intent(session, order, intent, source)
     return Outcome(order, intent)
 

@@ -17,17 +17,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, text, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 
 from app.db import is_postgres
 from app.errors import AppError, NotFound
 from app.models import CheckoutSession, Order, OrderStatus, PaymentIntent, WebhookEvent
+from app.models.base import utcnow
 from app.observability import record_webhook
 from app.orders.service import (
     ORDER_KEY,
@@ -103,14 +105,8 @@ async def receive(
 ) -> Receipt:
     """Store a verified event once and, if it is new, apply it."""
     event_id, event_type = payload["id"], payload["type"]
-    postgres = is_postgres(session)
     try:
-        if postgres:
-            # An order whose creating transaction is still open (its Stripe call in flight), or
-            # that an API request holds: wait briefly, then answer 503 and let Stripe redeliver,
-            # rather than hold a connection for as long as the other transaction takes.
-            await session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT_MS}ms'"))
-        return await _store_and_apply(session, gateway, payload, postgres=postgres)
+        return await _store_and_apply(session, gateway, payload)
     except DBAPIError as exc:
         if not _lock_timeout(exc):
             # The database is unreachable or refused a write: nothing of the event was kept.
@@ -136,22 +132,20 @@ async def receive(
 
 
 async def _store_and_apply(
-    session: AsyncSession, gateway: StripeGateway, payload: dict[str, Any], *, postgres: bool
+    session: AsyncSession, gateway: StripeGateway, payload: dict[str, Any]
 ) -> Receipt:
     event_id, event_type = payload["id"], payload["type"]
     obj: dict[str, Any] = payload.get("data", {}).get("object") or {}
-    insert = pg_insert if postgres else sqlite_insert
     inserted = await session.scalar(
-        insert(WebhookEvent)
-        .values(
-            stripe_event_id=event_id,
-            type=event_type,
-            object_id=obj.get("id"),
-            outcome=Outcome.RECEIVED,
-            payload=payload,
-        )
-        .on_conflict_do_nothing(index_elements=["stripe_event_id"])
-        .returning(WebhookEvent.id)
+        _STORE[is_postgres(session)],
+        {
+            "p_stripe_event_id": event_id,
+            "p_type": event_type,
+            "p_object_id": obj.get("id"),
+            "p_outcome": Outcome.RECEIVED,
+            "p_payload": payload,
+            "p_received_at": utcnow(),
+        },
     )
     if inserted is None:
         _log(event_id, event_type, None, "duplicate")
@@ -162,11 +156,45 @@ async def _store_and_apply(
     except OrderNotReady:
         _log(event_id, event_type, None, "retry", level=logging.WARNING)
         raise
-    await session.execute(
-        update(WebhookEvent).where(WebhookEvent.id == inserted).values(outcome=result.outcome)
-    )
+    await session.execute(_RECORD_OUTCOME, {"p_id": inserted, "p_outcome": result.outcome})
     _log(event_id, event_type, result.order_id, result.outcome.value)
     return Receipt(duplicate=False, outcome=result.outcome, order_id=result.order_id)
+
+
+_INBOX = cast(Table, WebhookEvent.__table__)
+_STORED = ("stripe_event_id", "type", "object_id", "outcome", "payload", "received_at")
+
+
+def _store_statement(postgres: bool) -> ReturningInsert[tuple[int]]:
+    """The inbox row's INSERT … ON CONFLICT DO NOTHING RETURNING id. On Postgres it also sets
+    the transaction's lock_timeout first (`set_config(…, true)` is SET LOCAL), in the same round
+    trip: an order whose creating transaction is still open (its Stripe call in flight), or that
+    an API request holds, is waited for briefly, then answered with a 503 for Stripe to deliver
+    again, rather than holding a connection for as long as the other transaction takes."""
+    values = {name: bindparam(f"p_{name}", type_=_INBOX.c[name].type) for name in _STORED}
+    if not postgres:
+        return (
+            sqlite_insert(_INBOX)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["stripe_event_id"])
+            .returning(_INBOX.c.id)
+        )
+    lock_timeout = select(
+        func.set_config("lock_timeout", f"{LOCK_WAIT_MS}ms", True).label("value")
+    ).subquery()
+    row = select(*values.values()).where(lock_timeout.c.value.is_not(None))
+    return (
+        pg_insert(_INBOX)
+        .from_select(_STORED, row)
+        .on_conflict_do_nothing(index_elements=["stripe_event_id"])
+        .returning(_INBOX.c.id)
+    )
+
+
+_STORE = {postgres: _store_statement(postgres) for postgres in (False, True)}
+_RECORD_OUTCOME = (
+    update(_INBOX).where(_INBOX.c.id == bindparam("p_id")).values(outcome=bindparam("p_outcome"))
+)
 
 
 def _lock_timeout(exc: DBAPIError) -> bool:
