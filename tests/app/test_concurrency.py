@@ -8,6 +8,7 @@ import hashlib
 import json
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -304,3 +305,50 @@ class TestCaptureRaces:
         order = stack.wait_for_order(intent["order_id"], "paid")
         assert order["amount_received"] == 3000
         assert snapshot(stack, intent["id"])["amount_received"] == 3000
+
+
+class TestNothingHeldWhileStripeAnswers:
+    """A create waiting on a slow Stripe holds no database lock: its order is committed, and
+    another writer (a webhook, a replica, another request) can take the row at once."""
+
+    def test_the_order_is_committed_and_unlocked_during_the_stripe_call(
+        self, stack: Stack, faults: Callable[..., None]
+    ) -> None:
+        faults(route="POST /v1/payment_intents", latency_ms=2000, times=1)
+        description = f"in flight {secrets.token_hex(6)}"
+        body = {"amount": 2000, "currency": "usd", "description": description}
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(stack.api.post, "/payment-intents", json=body)
+            rows: list[dict[str, Any]] = []
+            while not rows and not pending.done():
+                rows = stack.rows(
+                    "SELECT id, status, payment_intent FROM orders WHERE description = :d",
+                    d=description,
+                )
+            assert rows, "the order was not committed before Stripe answered"
+            assert rows[0]["status"] == "pending"
+            assert rows[0]["payment_intent"] is None
+            time.sleep(0.5)  # the request is past its commit and waiting on Stripe (2 s)
+            assert not pending.done()
+            # Taken with no waiting: Postgres would refuse NOWAIT on a locked row, SQLite
+            # `BEGIN IMMEDIATE` (busy timeout 0) while another connection holds its write lock.
+            with stack.engine.connect() as connection:
+                if stack.backend == "postgres":
+                    locked = connection.execute(
+                        text("SELECT id FROM orders WHERE id = :id FOR UPDATE NOWAIT"),
+                        {"id": rows[0]["id"]},
+                    ).all()
+                    assert [row.id for row in locked] == [rows[0]["id"]]
+                else:
+                    connection.exec_driver_sql("PRAGMA busy_timeout = 0")
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                connection.rollback()
+            assert not pending.done()
+            created = pending.result()
+        assert created.status_code == 200, created.text
+        intent = created.json()
+        assert intent["order_id"] == rows[0]["id"]
+        order = stack.rows(
+            "SELECT status, payment_intent FROM orders WHERE id = :id", id=intent["order_id"]
+        )
+        assert order == [{"status": "pending", "payment_intent": intent["id"]}]
