@@ -3,6 +3,7 @@ response is sent and rolled back on any error. Services flush; they never commit
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Annotated, Any
@@ -12,6 +13,7 @@ from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -77,5 +79,19 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 Session = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
-def is_postgres(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+def is_postgres(executor: AsyncSession | AsyncConnection | AsyncEngine) -> bool:
+    bind = executor.get_bind() if isinstance(executor, AsyncSession) else executor
+    return bind.dialect.name == "postgresql"
+
+
+@functools.cache
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool, for work that is one statement: each statement commits on its own, with
+    no BEGIN and COMMIT round trips around it."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def one_statement_engine(engine: AsyncEngine) -> AsyncEngine:
+    """Where to run writes that are one statement on Postgres (data-modifying CTEs) and several
+    on SQLite: in autocommit on Postgres, in a transaction on SQLite."""
+    return autocommit(engine) if is_postgres(engine) else engine

@@ -11,7 +11,7 @@ from typing import Any, cast
 from sqlalchemy import Executable, Table, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert, Update
@@ -36,7 +36,7 @@ ORDER_KEY = "service_order_id"
 
 
 async def insert_order(
-    session: AsyncSession,
+    executor: AsyncSession | AsyncConnection,
     *,
     amount: int,
     currency: str,
@@ -73,8 +73,8 @@ async def insert_order(
     history = {"from_status": None, "to_status": OrderStatus.PENDING, "source": source, "at": now}
     params = {f"o_{name}": value for name, value in order.items()}
     params.update({f"h_{name}": value for name, value in history.items()})
-    for statement in _order_statements(is_postgres(session), tuple(order)):
-        await session.execute(statement, params)
+    for statement in _order_statements(is_postgres(executor), tuple(order)):
+        await executor.execute(statement, params)
     return order_id
 
 
@@ -236,6 +236,77 @@ async def sync_payment_intent(
         changes["payment_intent"] = intent["id"]
     target = status_for_payment_intent(intent["status"], failed=failed)
     return await _change(session, order, target, source, changes, mirror=_mirror(intent))
+
+
+async def link_payment_intent(
+    executor: AsyncSession | AsyncConnection, order_id: str, intent: dict[str, Any], source: str
+) -> bool:
+    """`sync_payment_intent` for the common case, without loading or locking the order first:
+    if the order is still `pending` with no payment intent, link this one, write its mirror
+    and move the order as the intent's status says, in one statement on Postgres. False, with
+    nothing written, when the order is no longer so (a webhook came first): then lock it and
+    use `sync_payment_intent`."""
+    target = status_for_payment_intent(intent["status"], failed=False)
+    if target is not None and decide(OrderStatus.PENDING, target) is not Decision.APPLY:
+        return False
+    moves = target is not None
+    now = utcnow()
+    params = {f"m_{name}": value for name, value in _mirror(intent).items()}
+    params.update(
+        o_id=order_id,
+        o_payment_intent=intent["id"],
+        o_amount_received=intent.get("amount_received") or 0,
+        o_updated_at=now,
+    )
+    if moves:
+        params.update(o_status=target, h_from_status=OrderStatus.PENDING, h_to_status=target)
+        params.update(h_source=source, h_at=now)
+    first, *rest = _link_statements(is_postgres(executor), moves)
+    if (await executor.execute(first, params)).first() is None:
+        return False
+    for statement in rest:
+        await executor.execute(statement, params)
+    if target is not None:
+        record_transition(order_id, OrderStatus.PENDING, target, source)
+    return True
+
+
+@functools.cache
+def _link_statements(postgres: bool, moves: bool) -> tuple[Executable, ...]:
+    """The order's UPDATE, only while it is `pending` and unlinked (RETURNING its id), then the
+    mirror's INSERT and, when the order `moves`, its history entry's, both taking the order id
+    from that UPDATE: as data-modifying CTEs on Postgres (nothing is inserted when the UPDATE
+    matched nothing), in turn on SQLite."""
+    columns = ("payment_intent", "amount_received", "updated_at", *(("status",) if moves else ()))
+    linked = (
+        update(_ORDERS)
+        .where(
+            _ORDERS.c.id == bindparam("o_id"),
+            _ORDERS.c.status == OrderStatus.PENDING,
+            _ORDERS.c.payment_intent.is_(None),
+        )
+        .values({name: _bind("o_", _ORDERS, name) for name in columns})
+        .returning(_ORDERS.c.id)
+    )
+    inserts = [(_MIRRORS, "m_", _MIRROR_VALUES)] + ([(_HISTORY, "h_", _HISTORY_VALUES)] * moves)
+    if not postgres:
+        return (
+            linked,
+            *(
+                insert(table).values(
+                    {"order_id": bindparam("o_id"), **{n: _bind(p, table, n) for n in names}}
+                )
+                for table, p, names in inserts
+            ),
+        )
+    order = linked.cte("linked")
+    ctes = [
+        insert(table)
+        .from_select(["order_id", *names], select(order.c.id, *(_bind(p, table, n) for n in names)))
+        .cte(f"link_{table.name}")
+        for table, p, names in inserts
+    ]
+    return (select(order.c.id).add_cte(*ctes),)
 
 
 async def apply_refunded_amount(

@@ -55,7 +55,7 @@ def _answer(outcome: service.Outcome, *, secret: bool = False) -> PaymentIntentR
     its error envelope."""
     if outcome.error is not None:
         return _error(outcome.error)
-    return PaymentIntentRead.of(outcome.intent, outcome.order.id, secret=secret)
+    return PaymentIntentRead.of(outcome.intent, outcome.order_id, secret=secret)
 
 
 def _error(error: AppError) -> JSONResponse:

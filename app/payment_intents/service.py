@@ -11,8 +11,8 @@ request) in the committed transaction, and the router then answers 402 from `Out
 
 `create` departs from DESIGN.md's one commit per request, on purpose: it commits the `pending`
 order in a short transaction of its own BEFORE it calls Stripe, holds no database connection or
-lock while Stripe answers (so in-flight requests are not capped by the pool), then locks the
-order in the request's transaction to record the answer. When Stripe's answer is lost (a timeout
+lock while Stripe answers (so in-flight requests are not capped by the pool), then records the
+answer in the request's transaction (`_record`). When Stripe's answer is lost (a timeout
 or dropped connection after Stripe created the intent, retries exhausted), the request fails with
 503 `stripe_outcome_unknown` and rolls back, but the order stays: its id is in the error body,
 and it keys Stripe's idempotency key `order:{id}:pi`. A retry with the same `Idempotency-Key` (the
@@ -37,6 +37,7 @@ from stripe.params import (
     PaymentIntentCreateParams,
 )
 
+from app.db import autocommit, is_postgres, one_statement_engine
 from app.errors import (
     AppError,
     CardDeclined,
@@ -54,6 +55,7 @@ from app.orders.service import (
     find_order_for_payment_intent,
     get_order,
     insert_order,
+    link_payment_intent,
     sync_payment_intent,
 )
 from app.payment_intents import search
@@ -71,10 +73,10 @@ SOURCE_CREATE = "api:POST /payment-intents"
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What a write did: the order, Stripe's intent, and Stripe's refusal if it refused (recorded
-    and committed; the router renders it)."""
+    """What a write did: the order's id, Stripe's intent, and Stripe's refusal if it refused
+    (recorded and committed; the router renders it)."""
 
-    order: Order
+    order_id: str
     intent: dict[str, Any]
     error: AppError | None = None
 
@@ -119,7 +121,7 @@ async def create(
     }
     try:
         # No database connection or lock is held while Stripe answers: the order is committed
-        # and keys the idempotency key, and `_record` locks it only to write the answer.
+        # and keys the idempotency key.
         intent = await gateway.create_payment_intent(
             cast(PaymentIntentCreateParams, params), idempotency_key=f"order:{order_id}:pi"
         )
@@ -132,12 +134,12 @@ async def create(
         if exc.extra.get("payment_intent") or locked.payment_intent:
             return await _declined(session, gateway, locked, exc, source)
         await discard_order(session, locked)
-        return Outcome(locked, {}, error=exc)
+        return Outcome(locked.id, {}, error=exc)
     except (InvalidRequest, NotFound, StripeFailure) as exc:
         # Stripe refused to create anything: the order goes too (committed with the answer).
         locked = await get_order(session, order_id, for_update=True)
         await discard_order(session, locked)
-        return Outcome(locked, {}, error=exc)
+        return Outcome(locked.id, {}, error=exc)
     return await _record(session, order_id, intent, source)
 
 
@@ -149,10 +151,20 @@ async def _record(
     *,
     failed: bool = False,
 ) -> Outcome:
-    """Lock the order and record what Stripe answered (a webhook may have been first)."""
+    """Record what Stripe answered: linked to the still-unlinked order in one statement, or,
+    when a webhook came first (or it is a decline), with the order locked."""
+    if not failed:
+        if is_postgres(session):
+            # One statement there: in autocommit, with no BEGIN and COMMIT round trips.
+            async with autocommit(_engine(session)).connect() as connection:
+                linked = await link_payment_intent(connection, order_id, intent, source)
+        else:
+            linked = await link_payment_intent(session, order_id, intent, source)
+        if linked:
+            return Outcome(order_id, intent)
     order = await get_order(session, order_id, for_update=True)
     await sync_payment_intent(session, order, intent, source, failed=failed)
-    return Outcome(order, intent)
+    return Outcome(order_id, intent)
 
 
 async def _committed_order(
@@ -164,14 +176,14 @@ async def _committed_order(
     owner: str,
     key: str | None,
 ) -> tuple[str, str | None]:
-    """The order for this request, committed in a transaction of its own: the one an earlier
-    request with the caller's `key` made, else a new `pending` one. Its id and payment intent's."""
-    engine = session.bind
-    assert isinstance(engine, AsyncEngine)
-    async with AsyncSession(engine, expire_on_commit=False) as own:
-        try:
+    """The order for this request, committed on its own (one statement in autocommit on
+    Postgres): the one an earlier request with the caller's `key` made, else a new `pending`
+    one. Its id and payment intent's."""
+    engine = _engine(session)
+    try:
+        async with one_statement_engine(engine).begin() as connection:
             order_id = await insert_order(
-                own,
+                connection,
                 amount=body.amount,
                 currency=body.currency,
                 source=source,
@@ -182,15 +194,22 @@ async def _committed_order(
                 idempotency_key=key,
                 attempts=1 if body.confirm else 0,
             )
-            await own.commit()
-        except IntegrityError:
-            # The caller's key is taken: by an earlier request (a retry) or a concurrent one.
-            await own.rollback()
-            found = await find_order_for_idempotency_key(own, owner, key) if key else None
-            if found is None:
-                raise
-            return _same_request(found, body, metadata, key)
-        return order_id, None
+    except IntegrityError:
+        # The caller's key is taken: by an earlier request (a retry) or a concurrent one.
+        if key is None:
+            raise
+        async with AsyncSession(engine) as own:
+            found = await find_order_for_idempotency_key(own, owner, key)
+        if found is None:
+            raise
+        return _same_request(found, body, metadata, key)
+    return order_id, None
+
+
+def _engine(session: AsyncSession) -> AsyncEngine:
+    engine = session.bind
+    assert isinstance(engine, AsyncEngine)
+    return engine
 
 
 def _same_request(
@@ -254,7 +273,7 @@ async def create_for_order(
     except CardDeclined as exc:
         return await _declined(session, gateway, order, exc, source)
     await sync_payment_intent(session, order, intent, source)
-    return Outcome(order, intent)
+    return Outcome(order.id, intent)
 
 
 async def _declined(
@@ -271,7 +290,7 @@ async def _declined(
     intent = (await gateway.retrieve_payment_intent(intent_id)).to_dict()
     await sync_payment_intent(session, order, intent, source, failed=True)
     exc.extra["order_id"] = order.id
-    return Outcome(order, intent, error=exc)
+    return Outcome(order.id, intent, error=exc)
 
 
 async def _order_of(session: AsyncSession, intent_id: str) -> Order:
@@ -292,7 +311,7 @@ async def retrieve(session: AsyncSession, gateway: StripeGateway, intent_id: str
     await sync_payment_intent(
         session, order, intent, f"api:GET /payment-intents/{intent_id}", failed=_failed(intent)
     )
-    return Outcome(order, intent)
+    return Outcome(order.id, intent)
 
 
 async def confirm(
@@ -312,10 +331,10 @@ async def confirm(
         return await _declined(session, gateway, order, exc, source)
     except InvalidRequest as exc:
         # Stripe keeps its answer under the key: the next attempt needs a new one.
-        return Outcome(order, {}, error=exc)
+        return Outcome(order.id, {}, error=exc)
     intent = confirmed.to_dict()
     await sync_payment_intent(session, order, intent, source)
-    return Outcome(order, intent)
+    return Outcome(order.id, intent)
 
 
 async def _mirror_status(session: AsyncSession, intent_id: str) -> str:
@@ -347,7 +366,7 @@ async def capture(
     await sync_payment_intent(
         session, order, intent, f"api:POST /payment-intents/{intent_id}/capture"
     )
-    return Outcome(order, intent)
+    return Outcome(order.id, intent)
 
 
 async def cancel(
@@ -362,7 +381,7 @@ async def cancel(
     await sync_payment_intent(
         session, order, intent, f"api:POST /payment-intents/{intent_id}/cancel"
     )
-    return Outcome(order, intent)
+    return Outcome(order.id, intent)
 
 
 @dataclass(frozen=True, slots=True)

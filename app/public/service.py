@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import AppError, Conflict, InvalidRequest, NotFound
-from app.models import Order, OrderStatus
+from app.models import OrderStatus
 from app.money import check_amount
 from app.orders.service import get_order, sync_payment_intent
 from app.payment_intents import service as payment_intents
@@ -51,9 +51,9 @@ async def create_payment_intent(
         outcome = await _for_cart(session, gateway, body.items, owner, idempotency_key)
         if outcome.error is not None:
             return outcome.error
-        order, intent = outcome.order, outcome.intent
+        order_id, intent = outcome.order_id, outcome.intent
     elif body.order_id is not None:
-        order, intent = await _for_order(session, gateway, body.order_id)
+        order_id, intent = await _for_order(session, gateway, body.order_id)
     else:
         raise InvalidRequest(
             "Send `items` (Stripe prices and quantities) or the `order_id` of an order the shop "
@@ -64,7 +64,7 @@ async def create_payment_intent(
     return PublicPaymentIntent(
         clientSecret=intent["client_secret"],
         paymentIntentId=intent["id"],
-        orderId=order.id,
+        orderId=order_id,
         amount=intent["amount"],
         currency=intent["currency"],
     )
@@ -128,7 +128,7 @@ async def _for_cart(
 
 async def _for_order(
     session: AsyncSession, gateway: StripeGateway, order_id: str
-) -> tuple[Order, dict[str, Any]]:
+) -> tuple[str, dict[str, Any]]:
     try:
         order = await get_order(session, order_id, for_update=True)
     except NotFound:
@@ -147,7 +147,7 @@ async def _for_order(
         outcome = await create_for_order(
             session, gateway, order, {"automatic_payment_methods": {"enabled": True}}, source=SOURCE
         )
-        return order, outcome.intent
+        return order.id, outcome.intent
     intent = (await gateway.retrieve_payment_intent(order.payment_intent)).to_dict()
     if intent["status"] not in INTENT_PAYABLE:
         raise Conflict(
@@ -158,4 +158,4 @@ async def _for_order(
     await sync_payment_intent(
         session, order, intent, SOURCE, failed=intent.get("last_payment_error") is not None
     )
-    return order, intent
+    return order.id, intent
