@@ -1,9 +1,11 @@
 """The engine, and the session dependency: one transaction per request, committed before the
-response is sent and rolled back on any error. Services flush; they never commit."""
+response is sent and rolled back on any error. Services flush; they never commit, except where
+a write must be committed before Stripe is called or is one statement on its own (`autocommit`,
+`one_statement_engine`: the Idempotency-Key rows, the create of `POST /payment-intents`)."""
 
 from __future__ import annotations
 
-import functools
+import weakref
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Annotated, Any
@@ -35,7 +37,8 @@ def _json_serializer(value: Any) -> str:
 
 def create_engine(url: str, pool_size: int = 20) -> AsyncEngine:
     # No pre-ping: it cost a round trip on every checkout. A connection the server dropped
-    # fails its request with a 503 (a retry succeeds) and SQLAlchemy replaces the pool's.
+    # fails its request with a 503 (a retry succeeds), and SQLAlchemy replaces the pool's
+    # connections.
     options: dict[str, Any] = {"json_serializer": _json_serializer}
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -84,11 +87,16 @@ def is_postgres(executor: AsyncSession | AsyncConnection | AsyncEngine) -> bool:
     return bind.dialect.name == "postgresql"
 
 
-@functools.cache
 def autocommit(engine: AsyncEngine) -> AsyncEngine:
     """The same pool, for work that is one statement: each statement commits on its own, with
-    no BEGIN and COMMIT round trips around it."""
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+    no BEGIN and COMMIT round trips around it. Made once per engine."""
+    found = _AUTOCOMMIT.get(engine)
+    if found is None:
+        found = _AUTOCOMMIT[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return found
+
+
+_AUTOCOMMIT: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
 
 
 def one_statement_engine(engine: AsyncEngine) -> AsyncEngine:

@@ -339,10 +339,15 @@ class TestNothingHeldWhileStripeAnswers:
                         {"id": rows[0]["id"]},
                     ).all()
                     assert [row.id for row in locked] == [rows[0]["id"]]
+                    connection.rollback()
                 else:
                     connection.exec_driver_sql("PRAGMA busy_timeout = 0")
-                    connection.exec_driver_sql("BEGIN IMMEDIATE")
-                connection.rollback()
+                    try:
+                        connection.exec_driver_sql("BEGIN IMMEDIATE")
+                        connection.exec_driver_sql("ROLLBACK")
+                    finally:
+                        # Not back into the shared pool with no busy timeout.
+                        connection.invalidate()
             assert not pending.done()
             created = pending.result()
         assert created.status_code == 200, created.text
