@@ -1,6 +1,6 @@
 """The service against the seed's Express endpoint: payment intent creations per second.
 
-Starts the emulator, the service on Postgres (uvicorn, one process) and the anchor, the seed's
+Starts the emulator, the service on Postgres (uvicorn, a worker per core) and the anchor, the seed's
 Express `POST /api/create-payment-intent` (bench/express, its npm packages installed in a
 temporary folder), both calling the same emulator. Drives them with wrk, alternating runs, in two
 regimes: (a) no added Stripe latency, 32 connections; (b) 500 ms of emulator latency, 200

@@ -290,11 +290,15 @@ class TestJsonLogs:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             records = lines(json_service.service)
-            if any(
-                r.get("event_type") == "payment_intent.succeeded"
-                and r.get("order_id") == intent["order_id"]
+            handled = {
+                r["request_id"]
                 for r in records
-            ):
+                if r.get("event_type") == "payment_intent.succeeded"
+                and r.get("order_id") == intent["order_id"]
+            }
+            # The delivery's request line is written once its response is sent, after the
+            # handler's line: wait for both.
+            if any(r["logger"] == "app.http" and r.get("request_id") in handled for r in records):
                 break
             time.sleep(0.05)
         mine = [r for r in records if r.get("request_id") == "req-json-logs-1"]
