@@ -22,8 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth import key_digest
+from app.db import autocommit
 from app.models import IdempotencyKey
 from app.models.base import aware, utcnow
+from app.request_body import replay
 
 NOT_KEPT = {401, 409, 429}
 MAX_KEY_LENGTH = 255
@@ -54,7 +56,7 @@ class IdempotencyMiddleware:
         ).hexdigest()
         state = scope["app"].state
         sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
-        single: AsyncEngine = state.autocommit
+        single = autocommit(state.engine)
         lease = timedelta(
             seconds=state.settings.stripe_timeout_seconds
             * (state.settings.stripe_max_network_retries + 1)
@@ -67,7 +69,7 @@ class IdempotencyMiddleware:
             return
         captured = _Captured()
         try:
-            await self.app(scope, _replay_body(body), captured.send)
+            await self.app(scope, replay(body, receive), captured.send)
         except BaseException:
             await self._release(single, owner, key)
             raise
@@ -207,19 +209,6 @@ async def _read_body(receive: Receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             return b"".join(chunks)
-
-
-def _replay_body(body: bytes) -> Receive:
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
-    return receive
 
 
 async def _replay_or_refuse(send: Send, row: IdempotencyKey, fingerprint: str, key: str) -> None:

@@ -16,7 +16,7 @@ from app.auth import key_digest
 from app.checkout_sessions.router import router as checkout_sessions
 from app.config import ConfigurationError, Settings
 from app.customers.router import router as customers
-from app.db import autocommit, create_engine, create_sessionmaker
+from app.db import create_engine, create_sessionmaker
 from app.demo.router import router as demo
 from app.health import router as health
 from app.idempotency import IdempotencyMiddleware
@@ -131,7 +131,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.autocommit = autocommit(engine)
         app.state.stripe = StripeGateway(settings, metrics)
         app.state.api_key_digests = [key_digest(k.get_secret_value()) for k in settings.api_keys]
         # Tasks started from the lifespan record into this app's metrics too.

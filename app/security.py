@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, unquote_plus
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.log import Redactor, card_numbers
+from app.request_body import replay
 
 log = logging.getLogger("app.security")
 
@@ -206,7 +207,7 @@ class SecurityMiddleware:
             if found:
                 await self._refuse_card_data(scope, send, param)
                 return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay(body, receive), send)
 
     async def _refuse_card_data(self, scope: Scope, send: Send, param: str | None) -> None:
         log.warning(
@@ -272,20 +273,6 @@ async def _read_capped(receive: Receive, cap: int) -> bytes | None:
         if not message.get("more_body"):
             break
     return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """The body already read, in one message; then the connection's own messages."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 async def _too_large(send: Send, cap: int) -> None:

@@ -28,7 +28,12 @@ def wrk(url: str, *, connections: int, seconds: int) -> Run:
         os.path.join(os.path.dirname(__file__), "post.lua"),
         connections=connections,
         seconds=seconds,
-        env={**os.environ, "BODY": BODY, "API_KEY": API_KEY},
+        env={
+            **os.environ,
+            "BODY": BODY,
+            "API_KEY": API_KEY,
+            "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        },
     )
 
 

@@ -92,7 +92,7 @@ def wrk(target: Target, *, connections: int, seconds: int) -> Run:
     }
     return run_wrk(
         target.url,
-        str(HERE / "post_json.lua"),
+        str(HERE / "post.lua"),
         connections=connections,
         seconds=seconds,
         env=env,

@@ -36,10 +36,11 @@ from tests.fixtures.service import (
     API_KEY,
     SERVICE_WEBHOOK_SECRET,
     STRIPE_TEST_KEY,
-    _sync_url,
     migrate,
     start_service,
+    status_stripe_implies,
     stop,
+    sync_url,
 )
 
 DEFAULT_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:5432/payments_soak"
@@ -168,30 +169,10 @@ def flow(client: Client, index: int, seed: int) -> None:
         client.post(rng, path, {"payment_method": "pm_card_visa"}, f"{index}:c2")
 
 
-def expected(intent: dict[str, Any], charge: dict[str, Any] | None) -> tuple[str, int, int]:
-    """The order status and amounts Stripe's objects imply."""
-    received = int(intent.get("amount_received") or 0)
-    refunded = 0
-    if charge is not None and charge.get("captured"):
-        refunded = int(charge["amount_refunded"]) - (int(charge["amount"]) - received)
-    status = {
-        "requires_action": "requires_action",
-        "processing": "processing",
-        "requires_capture": "authorized",
-        "canceled": "canceled",
-        "succeeded": "paid",
-    }.get(intent["status"], "pending")
-    if intent["status"] == "requires_payment_method" and intent.get("last_payment_error"):
-        status = "payment_failed"
-    if status == "paid" and refunded > 0:
-        status = "refunded" if refunded >= received else "partially_refunded"
-    return status, received, refunded
-
-
 def recreate(database_url: str) -> None:
     url = make_url(database_url)
     admin = create_engine(
-        _sync_url(url.set(database="postgres").render_as_string(hide_password=False)),
+        sync_url(url.set(database="postgres").render_as_string(hide_password=False)),
         isolation_level="AUTOCOMMIT",
     )
     with admin.connect() as connection:
@@ -299,7 +280,7 @@ def report(
     }
     charges = {c.id: c.to_dict() for c in sdk.v1.charges.list({"limit": 100}).auto_paging_iter()}
     refunds = [r.to_dict() for r in sdk.v1.refunds.list({"limit": 100}).auto_paging_iter()]
-    engine = create_engine(_sync_url(args.database_url))
+    engine = create_engine(sync_url(args.database_url))
     with engine.connect() as connection:
         orders = [dict(r._mapping) for r in connection.execute(text("SELECT * FROM orders"))]
         twice = connection.execute(
@@ -333,7 +314,7 @@ def report(
             continue
         intent = intents[order["payment_intent"]]
         charge = charges.get(intent.get("latest_charge") or "")
-        status, received, refunded = expected(intent, charge)
+        status, received, refunded = status_stripe_implies(intent, charge)
         if order["status"] != status:
             differs.append((order["id"], order["status"], status))
         if (order["amount_received"], order["amount_refunded"]) != (received, refunded):

@@ -10,7 +10,6 @@ emulator and database and no rate limit, so its load touches no other test.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -25,9 +24,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.app.test_logs import LoggedService, start_logged_service
-from tests.fixtures.emulator import free_port, start_emulator, stop_emulator
-from tests.fixtures.service import API_KEY, SERVICE_WEBHOOK_SECRET, stop
+from tests.app.test_logs import LoggedService, wired_service
+from tests.fixtures.service import API_KEY
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 CHECKS = [
@@ -40,20 +38,8 @@ CHECKS = [
 
 @pytest.fixture(scope="module")
 def fuzzed() -> Iterator[LoggedService]:
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        emulator = start_emulator(
-            "--webhook-url", f"http://127.0.0.1:{port}/webhooks/stripe",
-            "--webhook-secret", SERVICE_WEBHOOK_SECRET,
-        )  # fmt: skip
-        try:
-            service = start_logged_service(tmp, emulator.url, port=port, PUBLIC_RATE_LIMIT="off")
-            try:
-                yield service
-            finally:
-                stop(service.process)
-        finally:
-            stop_emulator(emulator)
+    with wired_service(PUBLIC_RATE_LIMIT="off") as both:
+        yield both.service
 
 
 @pytest.fixture(scope="module")

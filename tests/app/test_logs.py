@@ -4,6 +4,7 @@ whole log and every error body are searched for every secret the flow saw."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -100,24 +101,31 @@ class Wired:
     service: LoggedService
 
 
-@pytest.fixture(scope="module")
-def wired() -> Iterator[Wired]:
-    """An emulator whose webhooks go to one logged service (JSON log lines)."""
+@contextlib.contextmanager
+def wired_service(*emulator_args: str, **env: str) -> Iterator[Wired]:
+    """An emulator whose signed webhooks go to one logged service (`env` on top of its own)."""
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         emulator = start_emulator(
             "--webhook-url", f"http://127.0.0.1:{port}/webhooks/stripe",
             "--webhook-secret", SERVICE_WEBHOOK_SECRET,
-            "--webhook-retry-base-ms", "200",
+            *emulator_args,
         )  # fmt: skip
         try:
-            service = start_logged_service(tmp, emulator.url, port=port, LOG_FORMAT="json")
+            service = start_logged_service(tmp, emulator.url, port=port, **env)
             try:
                 yield Wired(emulator, service)
             finally:
                 stop(service.process)
         finally:
             stop_emulator(emulator)
+
+
+@pytest.fixture(scope="module")
+def wired() -> Iterator[Wired]:
+    """An emulator whose webhooks go to one logged service (JSON log lines)."""
+    with wired_service("--webhook-retry-base-ms", "200", LOG_FORMAT="json") as both:
+        yield both
 
 
 def control(wired: Wired, path: str, body: dict[str, Any] | None = None) -> Any:

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.app.test_logs import LoggedService, Wired, start_logged_service
-from tests.fixtures.emulator import free_port, start_emulator, stop_emulator
-from tests.fixtures.service import API_KEY, SERVICE_WEBHOOK_SECRET, Stack, migrate, stop
+from tests.app.test_logs import LoggedService, Wired, start_logged_service, wired_service
+from tests.fixtures.emulator import free_port
+from tests.fixtures.service import API_KEY, Stack, migrate, sign_event, stop
 
 RETURN_URL = "https://example.com/order/complete"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -219,7 +219,10 @@ class TestMetrics:
         response = stack.public.post(
             "/webhooks/stripe",
             content=body,
-            headers={"Stripe-Signature": sign(body), "Content-Type": "application/json"},
+            headers={
+                "Stripe-Signature": sign_event(body.decode()),
+                "Content-Type": "application/json",
+            },
         )
         assert response.json() == {"received": True, "duplicate": True}
         after = scrape(stack.public)
@@ -231,34 +234,11 @@ class TestMetrics:
         )
 
 
-def sign(body: bytes) -> str:
-    import hashlib
-    import hmac
-
-    timestamp = int(time.time())
-    mac = hmac.new(
-        SERVICE_WEBHOOK_SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
-    ).hexdigest()
-    return f"t={timestamp},v1={mac}"
-
-
 @pytest.fixture(scope="module")
 def json_service() -> Iterator[Wired]:
     """An emulator whose webhooks go to one service logging JSON lines to a file."""
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        emulator = start_emulator(
-            "--webhook-url", f"http://127.0.0.1:{port}/webhooks/stripe",
-            "--webhook-secret", SERVICE_WEBHOOK_SECRET,
-        )  # fmt: skip
-        try:
-            service = start_logged_service(tmp, emulator.url, port=port, LOG_FORMAT="json")
-            try:
-                yield Wired(emulator, service)
-            finally:
-                stop(service.process)
-        finally:
-            stop_emulator(emulator)
+    with wired_service(LOG_FORMAT="json") as both:
+        yield both
 
 
 def lines(service: LoggedService) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ from tests.fixtures.service import (
     own_database,
     sign_event,
     start_service,
+    status_stripe_implies,
     stop,
     sync_url,
 )
@@ -67,24 +68,10 @@ def events_of(stack: Stack, intent_id: str) -> list[dict[str, Any]]:
 def stripes_status(stack: Stack, intent_id: str) -> tuple[str, int, int]:
     """The order status, amount received and amount refunded that Stripe's objects imply."""
     intent = snapshot(stack, intent_id)
-    received = int(intent.get("amount_received") or 0)
-    refunded = 0
+    charge = None
     if intent.get("latest_charge"):
         charge = stack.stripe.v1.charges.retrieve(intent["latest_charge"]).to_dict()
-        if charge.get("captured"):
-            refunded = int(charge["amount_refunded"]) - (charge["amount"] - received)
-    status = {
-        "requires_action": "requires_action",
-        "processing": "processing",
-        "requires_capture": "authorized",
-        "canceled": "canceled",
-        "succeeded": "paid",
-    }.get(intent["status"], "pending")
-    if intent["status"] == "requires_payment_method" and intent.get("last_payment_error"):
-        status = "payment_failed"
-    if status == "paid" and refunded > 0:
-        status = "refunded" if refunded >= received else "partially_refunded"
-    return status, received, refunded
+    return status_stripe_implies(intent, charge)
 
 
 def assert_forward_only(order: dict[str, Any]) -> None:
