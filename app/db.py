@@ -1,7 +1,8 @@
 """The engine, and the session dependency: one transaction per request, committed before the
 response is sent and rolled back on any error. Services flush; they never commit, except where
-a write must be committed before Stripe is called or is one statement on its own (`autocommit`,
-`one_statement_engine`: the Idempotency-Key rows, the create of `POST /payment-intents`)."""
+a write must be committed before Stripe is called or is one statement on its own (`autocommit`:
+the Idempotency-Key rows, the create of `POST /payment-intents`; on Postgres those run on the
+driver directly, `app.pg_direct`)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _json_serializer(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """A JSON column's value as stored."""
     return orjson.dumps(value, default=_json_default).decode()
 
 
@@ -39,10 +41,10 @@ def create_engine(url: str, pool_size: int = 20) -> AsyncEngine:
     # No pre-ping: it cost a round trip on every checkout. A connection the server dropped
     # fails its request with a 503 (a retry succeeds), and SQLAlchemy replaces the pool's
     # connections.
-    options: dict[str, Any] = {"json_serializer": _json_serializer}
+    options: dict[str, Any] = {"json_serializer": json_text}
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        options = {"connect_args": {"timeout": 30}, "json_serializer": _json_serializer}
+        options = {"connect_args": {"timeout": 30}, "json_serializer": json_text}
     else:
         # No overflow: connections opened past the pool's size are closed as soon as they are
         # returned, and opening them again under load cost more CPU than the requests did.
@@ -97,9 +99,3 @@ def autocommit(engine: AsyncEngine) -> AsyncEngine:
 
 
 _AUTOCOMMIT: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
-
-
-def one_statement_engine(engine: AsyncEngine) -> AsyncEngine:
-    """Where to run writes that are one statement on Postgres (data-modifying CTEs) and several
-    on SQLite: in autocommit on Postgres, in a transaction on SQLite."""
-    return autocommit(engine) if is_postgres(engine) else engine

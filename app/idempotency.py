@@ -16,13 +16,14 @@ import json
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Executable, Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import pg_direct
 from app.auth import key_digest
-from app.db import autocommit
+from app.db import autocommit, is_postgres
 from app.models import IdempotencyKey
 from app.models.base import aware, utcnow
 from app.request_body import replay
@@ -91,10 +92,11 @@ class IdempotencyMiddleware:
         """Claim the key, or the row that holds it. A new key (the usual case) is one INSERT
         on its own; a key in use takes the slower path below."""
         try:
-            async with single.connect() as connection:
-                await connection.execute(
-                    _CLAIM, {"owner": owner, "key": key, "fingerprint": fingerprint}
-                )
+            await _write(
+                single,
+                _CLAIM,
+                {"owner": owner, "key": key, "fingerprint": fingerprint, "created_at": utcnow()},
+            )
             return True, None
         except IntegrityError:
             pass
@@ -147,22 +149,32 @@ class IdempotencyMiddleware:
         response = json.dumps(
             {"headers": captured.kept_headers(), "body": captured.body.decode("utf-8")}
         )
-        async with single.connect() as connection:
-            await connection.execute(
-                _STORE,
-                {"o": owner, "k": key, "status_code": captured.status, "response": response},
-            )
+        params = {"o": owner, "k": key, "status_code": captured.status, "response": response}
+        await _write(single, _STORE, params)
 
     async def _release(self, single: AsyncEngine, owner: str, key: str) -> None:
-        async with single.connect() as connection:
-            await connection.execute(_RELEASE, {"o": owner, "k": key})
+        await _write(single, _RELEASE, {"o": owner, "k": key})
 
 
-# One statement each, in autocommit: no BEGIN and COMMIT round trips around them.
+async def _write(single: AsyncEngine, statement: Executable, params: dict[str, Any]) -> None:
+    """One statement, in autocommit: no BEGIN and COMMIT round trips around it."""
+    if is_postgres(single):
+        await pg_direct.execute(single, statement, params)
+        return
+    async with single.connect() as connection:
+        await connection.execute(statement, params)
+
+
 _KEYS = cast(Table, IdempotencyKey.__table__)
-_CLAIM = insert(_KEYS)
+_CLAIM = insert(_KEYS).values(
+    {name: bindparam(name) for name in ("owner", "key", "fingerprint", "created_at")}
+)
 _THIS_KEY = (_KEYS.c.owner == bindparam("o")) & (_KEYS.c.key == bindparam("k"))
-_STORE = update(_KEYS).where(_THIS_KEY)
+_STORE = (
+    update(_KEYS)
+    .where(_THIS_KEY)
+    .values(status_code=bindparam("status_code"), response=bindparam("response"))
+)
 _RELEASE = delete(_KEYS).where(_THIS_KEY, _KEYS.c.status_code.is_(None))
 
 

@@ -11,12 +11,13 @@ from typing import Any, cast
 from sqlalchemy import Executable, Table, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert, Update
 from sqlalchemy.sql.elements import BindParameter
 
+from app import pg_direct
 from app.db import is_postgres
 from app.errors import InvalidRequest, NotFound
 from app.models import CheckoutSession, Order, OrderHistory, OrderStatus, PaymentIntent, Refund
@@ -36,7 +37,7 @@ ORDER_KEY = "service_order_id"
 
 
 async def insert_order(
-    executor: AsyncSession | AsyncConnection,
+    executor: AsyncSession | AsyncConnection | AsyncEngine,
     *,
     amount: int,
     currency: str,
@@ -51,7 +52,8 @@ async def insert_order(
     """The id of a new `pending` order, inserted with its first history entry so the id can key
     the Stripe call that follows. The caller's `Idempotency-Key` (with the caller's identity)
     ties a retry to this order. No ORM object is built (`get_order` loads one); on Postgres the
-    two rows are one statement."""
+    two rows are one statement, committed on its own when `executor` is the (autocommit)
+    engine."""
     order_id = new_id("ord")
     now = utcnow()
     order = {
@@ -73,7 +75,12 @@ async def insert_order(
     history = {"from_status": None, "to_status": OrderStatus.PENDING, "source": source, "at": now}
     params = {f"o_{name}": value for name, value in order.items()}
     params.update({f"h_{name}": value for name, value in history.items()})
-    for statement in _order_statements(is_postgres(executor), tuple(order)):
+    statements = _order_statements(is_postgres(executor), tuple(order))
+    if isinstance(executor, AsyncEngine):
+        (statement,) = statements
+        await pg_direct.execute(executor, statement, params)
+        return order_id
+    for statement in statements:
         await executor.execute(statement, params)
     return order_id
 
@@ -239,11 +246,15 @@ async def sync_payment_intent(
 
 
 async def link_payment_intent(
-    executor: AsyncSession | AsyncConnection, order_id: str, intent: dict[str, Any], source: str
+    executor: AsyncSession | AsyncConnection | AsyncEngine,
+    order_id: str,
+    intent: dict[str, Any],
+    source: str,
 ) -> bool:
     """`sync_payment_intent` for the common case, without loading or locking the order first:
     if the order is still `pending` with no payment intent, link this one, write its mirror
-    and move the order as the intent's status says, in one statement on Postgres. False, with
+    and move the order as the intent's status says, in one statement on Postgres (committed on
+    its own when `executor` is the autocommit engine there). False, with
     nothing written, when the order is no longer so (a webhook came first): then lock it and
     use `sync_payment_intent`."""
     target = status_for_payment_intent(intent["status"], failed=False)
@@ -262,10 +273,14 @@ async def link_payment_intent(
         params.update(o_status=target, h_from_status=OrderStatus.PENDING, h_to_status=target)
         params.update(h_source=source, h_at=now)
     first, *rest = _link_statements(is_postgres(executor), moves)
-    if (await executor.execute(first, params)).first() is None:
-        return False
-    for statement in rest:
-        await executor.execute(statement, params)
+    if isinstance(executor, AsyncEngine):
+        if not await pg_direct.fetch(executor, first, params):
+            return False
+    else:
+        if (await executor.execute(first, params)).first() is None:
+            return False
+        for statement in rest:
+            await executor.execute(statement, params)
     if target is not None:
         record_transition(order_id, OrderStatus.PENDING, target, source)
     return True

@@ -37,7 +37,7 @@ from stripe.params import (
     PaymentIntentCreateParams,
 )
 
-from app.db import autocommit, is_postgres, one_statement_engine
+from app.db import autocommit, is_postgres
 from app.errors import (
     AppError,
     CardDeclined,
@@ -156,8 +156,9 @@ async def _record(
     if not failed:
         if is_postgres(session):
             # One statement there: in autocommit, with no BEGIN and COMMIT round trips.
-            async with autocommit(_engine(session)).connect() as connection:
-                linked = await link_payment_intent(connection, order_id, intent, source)
+            linked = await link_payment_intent(
+                autocommit(_engine(session)), order_id, intent, source
+            )
         else:
             linked = await link_payment_intent(session, order_id, intent, source)
         if linked:
@@ -180,20 +181,23 @@ async def _committed_order(
     Postgres): the one an earlier request with the caller's `key` made, else a new `pending`
     one. Its id and payment intent's."""
     engine = _engine(session)
+    order: dict[str, Any] = {
+        "amount": body.amount,
+        "currency": body.currency,
+        "source": source,
+        "customer": body.customer,
+        "description": body.description,
+        "metadata": metadata,
+        "idempotency_owner": owner,
+        "idempotency_key": key,
+        "attempts": 1 if body.confirm else 0,
+    }
     try:
-        async with one_statement_engine(engine).begin() as connection:
-            order_id = await insert_order(
-                connection,
-                amount=body.amount,
-                currency=body.currency,
-                source=source,
-                customer=body.customer,
-                description=body.description,
-                metadata=metadata,
-                idempotency_owner=owner,
-                idempotency_key=key,
-                attempts=1 if body.confirm else 0,
-            )
+        if is_postgres(engine):
+            order_id = await insert_order(autocommit(engine), **order)
+        else:
+            async with engine.begin() as connection:
+                order_id = await insert_order(connection, **order)
     except IntegrityError:
         # The caller's key is taken: by an earlier request (a retry) or a concurrent one.
         if key is None:
