@@ -3,8 +3,9 @@
 SQLAlchemy Core's execution (parameter processing, execution context, result wrapping, the
 greenlet hop into the async driver) cost more CPU than the statement's round trip: 0.13 ms per
 one-row INSERT against 0.08 ms here (bench/README.md). Each statement is still written with
-Core (so its SQL follows the models) and compiled once for asyncpg; it runs in autocommit on a
-connection of the engine's own pool. Errors come out as SQLAlchemy's, as from `execute`.
+Core (so its SQL follows the models) and compiled once for asyncpg; it runs on a connection of
+the engine's own pool, in autocommit or in a `transaction`. Errors come out as SQLAlchemy's, as
+from its `execute`.
 """
 
 from __future__ import annotations
@@ -67,33 +68,60 @@ async def fetch(
     engine: AsyncEngine, statement: Executable, params: Mapping[str, Any]
 ) -> list[asyncpg.Record]:
     """The statement's rows (none for a statement without RETURNING), committed."""
-    compiled = _compiled(statement, engine.dialect)
-    async with _driver(engine, compiled.sql) as connection:
-        return await connection.fetch(compiled.sql, *compiled.args(params))
+    async with _driver(engine) as connection:
+        return await Connection(engine.dialect, connection).fetch(statement, params)
 
 
 async def execute(engine: AsyncEngine, statement: Executable, params: Mapping[str, Any]) -> int:
     """The statement's row count, committed."""
-    compiled = _compiled(statement, engine.dialect)
-    async with _driver(engine, compiled.sql) as connection:
-        status = await connection.execute(compiled.sql, *compiled.args(params))
-    count = status.rsplit(" ", 1)[-1]
-    return int(count) if count.isdigit() else 0
+    async with _driver(engine) as connection:
+        return await Connection(engine.dialect, connection).execute(statement, params)
 
 
 @asynccontextmanager
-async def _driver(engine: AsyncEngine, sql: str) -> AsyncIterator[asyncpg.Connection]:
+async def transaction(engine: AsyncEngine) -> AsyncIterator[Connection]:
+    """A connection in a transaction, committed when the block ends, rolled back when it
+    raises."""
+    async with _driver(engine) as connection, connection.transaction():
+        yield Connection(engine.dialect, connection)
+
+
+class Connection:
+    def __init__(self, dialect: Dialect, driver: asyncpg.Connection) -> None:
+        self._dialect = dialect
+        self._driver = driver
+
+    async def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[asyncpg.Record]:
+        compiled = _compiled(statement, self._dialect)
+        return await self._driver.fetch(compiled.sql, *compiled.args(params))
+
+    async def fetchrow(
+        self, statement: Executable, params: Mapping[str, Any]
+    ) -> asyncpg.Record | None:
+        compiled = _compiled(statement, self._dialect)
+        return await self._driver.fetchrow(compiled.sql, *compiled.args(params))
+
+    async def execute(self, statement: Executable, params: Mapping[str, Any]) -> int:
+        """The statement's row count."""
+        compiled = _compiled(statement, self._dialect)
+        status = await self._driver.execute(compiled.sql, *compiled.args(params))
+        count = status.rsplit(" ", 1)[-1]
+        return int(count) if count.isdigit() else 0
+
+
+@asynccontextmanager
+async def _driver(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
     """A connection of the engine's pool, as the driver's own, in autocommit; the driver's
     errors raised as SQLAlchemy's."""
     async with autocommit(engine).connect() as connection:
-        driver = cast(asyncpg.Connection, (await connection.get_raw_connection()).driver_connection)
+        raw = await connection.get_raw_connection()
         try:
-            yield driver
+            yield cast(asyncpg.Connection, raw.driver_connection)
         except asyncpg.IntegrityConstraintViolationError as exc:
-            raise IntegrityError(sql, None, exc) from exc
+            raise IntegrityError(None, None, exc) from exc
         except asyncpg.PostgresError as exc:
-            raise DBAPIError(sql, None, exc) from exc
+            raise DBAPIError(None, None, exc) from exc
         except (asyncpg.InterfaceError, OSError) as exc:
             # The connection is broken: the pool must not hand it out again.
             await connection.invalidate()
-            raise DBAPIError(sql, None, exc, connection_invalidated=True) from exc
+            raise DBAPIError(None, None, exc, connection_invalidated=True) from exc

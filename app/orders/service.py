@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -236,13 +237,22 @@ async def sync_payment_intent(
 ) -> Decision:
     """Record what Stripe says of the order's payment intent (the mirror row, the amounts) and
     move the order to the status it implies. `failed` marks a `payment_failed` report."""
+    change = plan_payment_intent_sync(order, intent, source, is_postgres(session), failed=failed)
+    return await _apply(session, order, change)
+
+
+def plan_payment_intent_sync(
+    order: Order, intent: dict[str, Any], source: str, postgres: bool, *, failed: bool = False
+) -> Change:
+    """What `sync_payment_intent` writes, for a caller that runs the statements itself (on
+    Postgres: one statement)."""
     changes: dict[str, Any] = {
         "amount_received": max(order.amount_received, intent.get("amount_received") or 0)
     }
     if order.payment_intent is None:
         changes["payment_intent"] = intent["id"]
     target = status_for_payment_intent(intent["status"], failed=failed)
-    return await _change(session, order, target, source, changes, mirror=_mirror(intent))
+    return _plan(order, target, source, changes, _mirror(intent), postgres)
 
 
 async def link_payment_intent(
@@ -339,52 +349,72 @@ async def _change(
     target: OrderStatus | None,
     source: str,
     changes: dict[str, Any],
-    mirror: dict[str, Any] | None = None,
 ) -> Decision:
-    """Move the order to `target` if the state machine allows it (None: it stays), with its
-    history entry, its other `changes` and (from sync_payment_intent, the only writer of
-    mirrors) its payment intent's `mirror`, written together by `_write`. The mirror is an
-    upsert with no query first: a new one is inserted; a known one takes the snapshot unless the
-    order is behind it or the snapshot is older. What is written is set on `order` as its
-    committed state, so the session has nothing left to flush."""
+    change = _plan(order, target, source, changes, None, is_postgres(session))
+    return await _apply(session, order, change)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """An order's move to a target status (if the state machine allows it; none: it stays),
+    with its history entry, its other changed columns and (from a payment intent sync, the only
+    writer of mirrors) its payment intent's mirror: the statements that write them, with their
+    parameters. The mirror is an upsert with no query first: a new one is inserted; a known one
+    takes the snapshot unless the order is behind it or the snapshot is older."""
+
+    order_id: str
+    decision: Decision
+    changed: dict[str, Any]
+    transition: tuple[str, str, str] | None  # from, to, source
+    statements: tuple[Executable, ...]
+    params: dict[str, Any]
+
+    def written(self, order: Order) -> None:
+        """Record the written change: the transition's log line and metric; the order's new
+        values as its committed state (the session has nothing left to flush)."""
+        if self.transition is not None:
+            record_transition(self.order_id, *self.transition)
+        for name, value in self.changed.items():
+            set_committed_value(order, name, value)
+
+
+async def _apply(session: AsyncSession, order: Order, change: Change) -> Decision:
+    for statement in change.statements:
+        await session.execute(statement, change.params)
+    change.written(order)
+    return change.decision
+
+
+def _plan(
+    order: Order,
+    target: OrderStatus | None,
+    source: str,
+    changes: dict[str, Any],
+    mirror: dict[str, Any] | None,
+    postgres: bool,
+) -> Change:
     decision = Decision.SAME if target is None else decide(OrderStatus(order.status), target)
     now = utcnow()
     history = None
+    transition = None
     if target is not None and decision is Decision.APPLY:
         history = {"from_status": order.status, "to_status": target, "source": source, "at": now}
-        record_transition(order.id, order.status, target, source)
+        transition = (order.status, target, source)
         changes["status"] = target
     changed = {name: value for name, value in changes.items() if getattr(order, name) != value}
     if changed:
         changed["updated_at"] = now
-    keep_mirror = decision is Decision.STALE
-    await _write(session, order.id, changed, history, mirror, keep_mirror=keep_mirror)
-    for name, value in changed.items():
-        set_committed_value(order, name, value)
-    return decision
-
-
-async def _write(
-    session: AsyncSession,
-    order_id: str,
-    changed: dict[str, Any],
-    history: dict[str, Any] | None,
-    mirror: dict[str, Any] | None,
-    *,
-    keep_mirror: bool,
-) -> None:
-    params: dict[str, Any] = {"o_id": order_id}
+    params: dict[str, Any] = {"o_id": order.id}
     for prefix, values in (("o_", changed), ("h_", history), ("m_", mirror)):
         params.update({prefix + name: value for name, value in (values or {}).items()})
     statements = _statements(
-        is_postgres(session),
+        postgres,
         tuple(sorted(changed)),
         history is not None,
         mirror is not None,
-        keep_mirror,
+        decision is Decision.STALE,
     )
-    for statement in statements:
-        await session.execute(statement, params)
+    return Change(order.id, decision, changed, transition, statements, params)
 
 
 @functools.cache

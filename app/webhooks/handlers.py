@@ -1,9 +1,11 @@
-"""Stripe events → order transitions, behind the inbox.
+"""Stripe events → order transitions, behind the inbox (`inbox`).
 
 `receive` stores the event in the inbox (`webhook_events`, unique on the Stripe event id) with
-INSERT … ON CONFLICT DO NOTHING and applies it only when the row is new, in the request's one
-transaction: a redelivery changes nothing, and a failure leaves nothing half-applied, so
-Stripe's retry finds the event unprocessed.
+INSERT … ON CONFLICT DO NOTHING and applies it only when the row is new, in one transaction: a
+redelivery changes nothing, and a failure leaves nothing half-applied, so Stripe's retry finds
+the event unprocessed. On Postgres the usual delivery (a payment intent's event for the order
+linked to it) is taken by `fast_path`, with the same guarantees; every other event is applied
+here, in the request's transaction.
 
 Stripe does not order its deliveries. Every handler is written so the order ends in Stripe's
 final state whatever the order of arrival: the state machine refuses moves backwards, amounts
@@ -16,20 +18,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db import is_postgres
 from app.errors import AppError, NotFound
-from app.models import CheckoutSession, Order, OrderStatus, PaymentIntent, WebhookEvent
-from app.models.base import utcnow
+from app.models import CheckoutSession, Order, OrderStatus, PaymentIntent
 from app.observability import record_webhook
 from app.orders.service import (
     ORDER_KEY,
@@ -44,16 +41,20 @@ from app.orders.service import (
 )
 from app.orders.state import Decision, status_for_payment_intent
 from app.stripe_gateway import StripeGateway
+from app.webhooks import fast_path
+from app.webhooks.inbox import (
+    LOCK_WAIT_MS,
+    RECORD_OUTCOME,
+    STORE,
+    Outcome,
+    Receipt,
+    log,
+    log_outcome,
+    outcome_of,
+    store_params,
+)
 
-log = logging.getLogger("app.webhooks")
-LOCK_WAIT_MS = 2000
-
-
-class Outcome(StrEnum):
-    RECEIVED = "received"  # stored, not yet handled (only ever seen inside the transaction)
-    APPLIED = "applied"  # recorded what it says
-    IGNORED = "ignored"  # a type we do not handle, or an object that is not ours
-    STALE = "stale"  # behind or equal to what the order already says
+__all__ = ["HANDLERS", "LOCK_WAIT_MS", "OrderNotReady", "Outcome", "Receipt", "receive"]
 
 
 class OrderNotReady(AppError):
@@ -73,13 +74,6 @@ class EventNotStored(AppError):
     status = 503
     type = "api_error"
     code = "event_not_stored"
-
-
-@dataclass(frozen=True)
-class Receipt:
-    duplicate: bool
-    outcome: Outcome | None = None
-    order_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +100,12 @@ async def receive(
     """Store a verified event once and, if it is new, apply it."""
     event_id, event_type = payload["id"], payload["type"]
     try:
+        if is_postgres(session):
+            engine = session.bind
+            assert isinstance(engine, AsyncEngine)
+            receipt = await fast_path.receive(engine, payload)
+            if receipt is not None:
+                return receipt
         return await _store_and_apply(session, gateway, payload)
     except DBAPIError as exc:
         if not _lock_timeout(exc):
@@ -123,7 +123,7 @@ async def receive(
                 "The event could not be stored; nothing of it was applied. Deliver it again.",
                 headers={"Retry-After": "1"},
             ) from None
-        _log(event_id, event_type, None, "retry", level=logging.WARNING)
+        log_outcome(event_id, event_type, None, "retry", level=logging.WARNING)
         raise OrderNotReady(
             "What this event names is being written by another transaction; deliver this "
             "event again.",
@@ -137,64 +137,20 @@ async def _store_and_apply(
     event_id, event_type = payload["id"], payload["type"]
     obj: dict[str, Any] = payload.get("data", {}).get("object") or {}
     inserted = await session.scalar(
-        _STORE[is_postgres(session)],
-        {
-            "p_stripe_event_id": event_id,
-            "p_type": event_type,
-            "p_object_id": obj.get("id"),
-            "p_outcome": Outcome.RECEIVED,
-            "p_payload": payload,
-            "p_received_at": utcnow(),
-        },
+        STORE[is_postgres(session)], store_params(payload, Outcome.RECEIVED)
     )
     if inserted is None:
-        _log(event_id, event_type, None, "duplicate")
+        log_outcome(event_id, event_type, None, "duplicate")
         return Receipt(duplicate=True)
     handler = HANDLERS.get(event_type, _ignore)
     try:
         result = await handler(Event(event_id, event_type, obj, session, gateway))
     except OrderNotReady:
-        _log(event_id, event_type, None, "retry", level=logging.WARNING)
+        log_outcome(event_id, event_type, None, "retry", level=logging.WARNING)
         raise
-    await session.execute(_RECORD_OUTCOME, {"p_id": inserted, "p_outcome": result.outcome})
-    _log(event_id, event_type, result.order_id, result.outcome.value)
+    await session.execute(RECORD_OUTCOME, {"p_id": inserted, "p_outcome": result.outcome})
+    log_outcome(event_id, event_type, result.order_id, result.outcome.value)
     return Receipt(duplicate=False, outcome=result.outcome, order_id=result.order_id)
-
-
-_INBOX = cast(Table, WebhookEvent.__table__)
-_STORED = ("stripe_event_id", "type", "object_id", "outcome", "payload", "received_at")
-
-
-def _store_statement(postgres: bool) -> ReturningInsert[tuple[int]]:
-    """The inbox row's INSERT … ON CONFLICT DO NOTHING RETURNING id. On Postgres it also sets
-    the transaction's lock_timeout first (`set_config(…, true)` is SET LOCAL), in the same round
-    trip: an order whose creating transaction is still open (its Stripe call in flight), or that
-    an API request holds, is waited for briefly, then answered with a 503 for Stripe to deliver
-    again, rather than holding a connection for as long as the other transaction takes."""
-    values = {name: bindparam(f"p_{name}", type_=_INBOX.c[name].type) for name in _STORED}
-    if not postgres:
-        return (
-            sqlite_insert(_INBOX)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["stripe_event_id"])
-            .returning(_INBOX.c.id)
-        )
-    lock_timeout = select(
-        func.set_config("lock_timeout", f"{LOCK_WAIT_MS}ms", True).label("value")
-    ).subquery()
-    row = select(*values.values()).where(lock_timeout.c.value.is_not(None))
-    return (
-        pg_insert(_INBOX)
-        .from_select(_STORED, row)
-        .on_conflict_do_nothing(index_elements=["stripe_event_id"])
-        .returning(_INBOX.c.id)
-    )
-
-
-_STORE = {postgres: _store_statement(postgres) for postgres in (False, True)}
-_RECORD_OUTCOME = (
-    update(_INBOX).where(_INBOX.c.id == bindparam("p_id")).values(outcome=bindparam("p_outcome"))
-)
 
 
 def _lock_timeout(exc: DBAPIError) -> bool:
@@ -204,26 +160,6 @@ def _lock_timeout(exc: DBAPIError) -> bool:
     cause = getattr(orig, "__cause__", None)
     codes.add(getattr(cause, "sqlstate", None))
     return "55P03" in codes
-
-
-def _log(
-    event_id: str, event_type: str, order_id: str | None, outcome: str, level: int = logging.INFO
-) -> None:
-    log.log(
-        level,
-        "webhook %s %s order=%s outcome=%s",
-        event_id,
-        event_type,
-        order_id,
-        outcome,
-        extra={
-            "stripe_event_id": event_id,
-            "event_type": event_type,
-            "order_id": order_id,
-            "outcome": outcome,
-        },
-    )
-    record_webhook(event_type, "failed" if outcome == "retry" else outcome)
 
 
 # Payment intents ----------------------------------------------------------------------------
@@ -263,7 +199,7 @@ async def payment_intent_event(event: Event) -> Result:
         await apply_refunded_amount(event.session, order, order.amount_refunded, event.id)
     if target is None:
         return Result(Outcome.APPLIED, order.id)
-    return Result(_outcome(decision), order.id)
+    return Result(outcome_of(decision), order.id)
 
 
 # Refunds ------------------------------------------------------------------------------------
@@ -283,7 +219,7 @@ async def charge_refunded(event: Event) -> Result:
     refunded = max(0, int(charge.get("amount_refunded") or 0) - (amount - captured))
     order.amount_received = max(order.amount_received, captured)
     decision = await apply_refunded_amount(event.session, order, refunded, event.id)
-    return Result(_outcome(decision), order.id)
+    return Result(outcome_of(decision), order.id)
 
 
 async def refund_event(event: Event) -> Result:
@@ -333,7 +269,7 @@ async def checkout_session_event(event: Event) -> Result:
     decision = await move(event.session, order, target, event.id)
     if decision is Decision.APPLY and target is OrderStatus.PAID and order.amount_refunded > 0:
         await apply_refunded_amount(event.session, order, order.amount_refunded, event.id)
-    return Result(_outcome(decision), order.id)
+    return Result(outcome_of(decision), order.id)
 
 
 # Everything else ----------------------------------------------------------------------------
@@ -367,10 +303,6 @@ HANDLERS: dict[str, Handler] = {
 
 
 # ---------------------------------------------------------------------------------------------
-
-
-def _outcome(decision: Decision) -> Outcome:
-    return Outcome.APPLIED if decision is Decision.APPLY else Outcome.STALE
 
 
 async def _order_for(
