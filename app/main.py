@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
-from app import errors
+from app import errors, pg_direct
 from app.auth import key_digest
 from app.checkout_sessions.router import router as checkout_sessions
 from app.config import ConfigurationError, Settings
@@ -142,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             current_metrics.reset(token)
             await app.state.stripe.close()
             await limiter.close()
+            await pg_direct.close(engine)
             await engine.dispose()
 
     app = FastAPI(

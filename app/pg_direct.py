@@ -1,29 +1,38 @@
-"""The hot paths' statements on Postgres, run on the asyncpg connection itself.
+"""The hot paths' statements on Postgres, run on asyncpg itself.
 
-SQLAlchemy Core's execution (parameter processing, execution context, result wrapping, the
-greenlet hop into the async driver) cost more CPU than the statement's round trip: 0.13 ms per
-one-row INSERT against 0.08 ms here (bench/README.md). Each statement is still written with
-Core (so its SQL follows the models) and compiled once for asyncpg; it runs on a connection of
-the engine's own pool, in autocommit or in a `transaction`. Errors come out as SQLAlchemy's, as
-from its `execute`.
+SQLAlchemy's execution (its pool's checkout and reset, parameter processing, execution context,
+result wrapping, the greenlet hop into the async driver) cost more CPU than the statement's
+round trip. Each statement here is still written with Core (so its SQL follows the models),
+compiled once for asyncpg, and run in autocommit or in a `transaction` on a connection of the
+engine's direct pool: an asyncpg pool beside SQLAlchemy's, of the same size, opened on first use
+and closed with `close` (or when the engine is disposed). Errors come out as SQLAlchemy's, as
+from its `execute`. Figures in bench/README.md.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
-from sqlalchemy import JSON, Executable
+from sqlalchemy import JSON, Executable, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
-from app.db import autocommit, json_text
+from app.db import json_text
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    _Pooled = PoolConnectionProxy[asyncpg.Record]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +96,7 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[Connection]:
 
 
 class Connection:
-    def __init__(self, dialect: Dialect, driver: asyncpg.Connection) -> None:
+    def __init__(self, dialect: Dialect, driver: _Pooled) -> None:
         self._dialect = dialect
         self._driver = driver
 
@@ -109,19 +118,49 @@ class Connection:
         return int(count) if count.isdigit() else 0
 
 
+async def close(engine: AsyncEngine) -> None:
+    """Close the engine's direct pool, if it was opened."""
+    pool = _POOLS.pop(engine, None)
+    if pool is not None:
+        await pool.close()
+
+
 @asynccontextmanager
-async def _driver(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
-    """A connection of the engine's pool, as the driver's own, in autocommit; the driver's
-    errors raised as SQLAlchemy's."""
-    async with autocommit(engine).connect() as connection:
-        raw = await connection.get_raw_connection()
-        try:
-            yield cast(asyncpg.Connection, raw.driver_connection)
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            raise IntegrityError(None, None, exc) from exc
-        except asyncpg.PostgresError as exc:
-            raise DBAPIError(None, None, exc) from exc
-        except (asyncpg.InterfaceError, OSError) as exc:
-            # The connection is broken: the pool must not hand it out again.
-            await connection.invalidate()
-            raise DBAPIError(None, None, exc, connection_invalidated=True) from exc
+async def _driver(engine: AsyncEngine) -> AsyncIterator[_Pooled]:
+    """A connection of the engine's direct pool, in autocommit; the driver's errors raised as
+    SQLAlchemy's."""
+    pool = _POOLS.get(engine) or await _open_pool(engine)
+    try:
+        async with pool.acquire() as connection:
+            yield connection
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise IntegrityError(None, None, exc) from exc
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        # A broken connection is not handed out again: the pool replaces it.
+        raise DBAPIError(None, None, exc) from exc
+
+
+_POOLS: weakref.WeakKeyDictionary[AsyncEngine, asyncpg.Pool] = weakref.WeakKeyDictionary()
+_OPENING: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+async def _open_pool(engine: AsyncEngine) -> asyncpg.Pool:
+    async with _OPENING.setdefault(engine, asyncio.Lock()):
+        pool = _POOLS.get(engine)
+        if pool is None:
+            dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=0,
+                max_size=cast(QueuePool, engine.sync_engine.pool).size(),
+                reset=_no_reset,
+            )
+            _POOLS[engine] = pool
+            event.listen(engine.sync_engine, "engine_disposed", lambda _: pool.terminate())
+        return pool
+
+
+async def _no_reset(_connection: asyncpg.Connection) -> None:
+    """Instead of asyncpg's reset query, a round trip on every release (each statement here):
+    these statements leave no session state (their lock timeout is SET LOCAL), and the pool
+    itself rolls back a transaction left open."""
