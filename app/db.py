@@ -77,7 +77,8 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         else:
-            await session.commit()
+            if session.in_transaction():
+                await session.commit()
 
 
 # `scope="function"`: the commit runs when the endpoint returns, before the response is sent.

@@ -7,18 +7,37 @@ a 409 the caller can retry. A response of 5xx (or 401/409/429) is not kept: the 
 A claim whose request never finished (its process was killed) is taken over by the same request
 once it is older than the longest a request can run (the Stripe timeout times its tries, plus a
 margin), so a retry is not refused for 24 hours.
+
+On Postgres, an endpoint named in `deferred_paths` writes the claim itself, in the same statement
+as its first write (one round trip fewer): it finds the `Claim` with `claim_of(request)`, adds
+`CLAIM` (parameters `Claim.params`) to that statement and marks it `claimed`. When that
+statement fails on a unique key, it raises `ClaimTaken`: the middleware claims the key itself and
+answers as it would have (or runs the endpoint again, the claim now written). An answer given
+before the claim was written (a refusal before any write) is then claimed and kept as any other,
+or, when the key is another request's, replaced by the key's answer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Executable, Table, bindparam, delete, insert, select, update
+import orjson
+from sqlalchemy import (
+    Executable,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import pg_direct
@@ -33,10 +52,46 @@ MAX_KEY_LENGTH = 255
 LEASE_MARGIN_SECONDS = 30
 
 
+@dataclass(slots=True)
+class Claim:
+    """This request's claim of its key, for an endpoint that writes it (see the module's doc)."""
+
+    owner: str
+    key: str
+    fingerprint: str
+    claimed: bool = False
+
+    def params(self) -> dict[str, Any]:
+        """CLAIM's parameters."""
+        return {
+            "k_owner": self.owner,
+            "k_key": self.key,
+            "k_fingerprint": self.fingerprint,
+            "k_created_at": utcnow(),
+        }
+
+
+class ClaimTaken(Exception):
+    """Raised by an endpoint whose statement with CLAIM failed on a unique key: the key's, or
+    the endpoint's own (an earlier request's order with the key, whose claim may be gone)."""
+
+
+def claim_of(request: Request) -> Claim | None:
+    """The claim the endpoint is to write, if the middleware left it one."""
+    claim = request.scope.get("state", {}).get(_CLAIM_STATE)
+    return claim if isinstance(claim, Claim) and not claim.claimed else None
+
+
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, ttl_seconds: int = 24 * 60 * 60) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        ttl_seconds: int = 24 * 60 * 60,
+        deferred_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.ttl = timedelta(seconds=ttl_seconds)
+        self.deferred_paths = deferred_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -63,22 +118,51 @@ class IdempotencyMiddleware:
             * (state.settings.stripe_max_network_retries + 1)
             + LEASE_MARGIN_SECONDS
         )
-        claimed, existing = await self._claim(single, sessionmaker, owner, key, fingerprint, lease)
-        if not claimed:
+        claim = Claim(owner, key, fingerprint)
+
+        async def claimed() -> bool:
+            """Claim the key here; False when it is taken (and answered)."""
+            taken, existing = await self._claim(
+                single, sessionmaker, owner, key, fingerprint, lease
+            )
+            if taken:
+                claim.claimed = True
+                return True
             assert existing is not None
             await _replay_or_refuse(send, existing, fingerprint, key)
+            return False
+
+        if scope["path"] in self.deferred_paths and is_postgres(single):
+            scope.setdefault("state", {})[_CLAIM_STATE] = claim
+        elif not await claimed():
             return
-        captured = _Captured()
         try:
-            await self.app(scope, replay(body, receive), captured.send)
+            try:
+                captured = await self._respond(scope, body, receive)
+            except ClaimTaken:
+                if not await claimed():
+                    return
+                captured = await self._respond(scope, body, receive)
         except BaseException:
-            await self._release(single, owner, key)
+            if claim.claimed:
+                await self._release(single, owner, key)
             raise
-        if captured.status >= 500 or captured.status in NOT_KEPT:
-            await self._release(single, owner, key)
-        else:
-            await self._store(single, owner, key, captured)
+        kept = captured.status < 500 and captured.status not in NOT_KEPT
+        if kept and not claim.claimed and not await claimed():
+            # Answered before the endpoint wrote its claim, and the key is another request's:
+            # answered as the key's (its stored answer, or a refusal), as if claimed first.
+            return
+        if claim.claimed:
+            if kept:
+                await self._store(single, owner, key, captured)
+            else:
+                await self._release(single, owner, key)
         await captured.replay(send)
+
+    async def _respond(self, scope: Scope, body: bytes, receive: Receive) -> _Captured:
+        captured = _Captured()
+        await self.app(scope, replay(body, receive), captured.send)
+        return captured
 
     async def _claim(
         self,
@@ -146,9 +230,9 @@ class IdempotencyMiddleware:
         return bool(getattr(result, "rowcount", 0) == 1)
 
     async def _store(self, single: AsyncEngine, owner: str, key: str, captured: _Captured) -> None:
-        response = json.dumps(
+        response = orjson.dumps(
             {"headers": captured.kept_headers(), "body": captured.body.decode("utf-8")}
-        )
+        ).decode()
         params = {"o": owner, "k": key, "status_code": captured.status, "response": response}
         await _write(single, _STORE, params)
 
@@ -166,9 +250,11 @@ async def _write(single: AsyncEngine, statement: Executable, params: dict[str, A
 
 
 _KEYS = cast(Table, IdempotencyKey.__table__)
-_CLAIM = insert(_KEYS).values(
-    {name: bindparam(name) for name in ("owner", "key", "fingerprint", "created_at")}
-)
+_CLAIMED = ("owner", "key", "fingerprint", "created_at")
+_CLAIM = insert(_KEYS).values({name: bindparam(name) for name in _CLAIMED})
+# The claim as an endpoint writes it, in its own statement (parameters: `Claim.params`).
+CLAIM = insert(_KEYS).values({name: bindparam(f"k_{name}") for name in _CLAIMED})
+_CLAIM_STATE = "idempotency_claim"
 _THIS_KEY = (_KEYS.c.owner == bindparam("o")) & (_KEYS.c.key == bindparam("k"))
 _STORE = (
     update(_KEYS)
@@ -242,7 +328,7 @@ async def _replay_or_refuse(send: Send, row: IdempotencyKey, fingerprint: str, k
             headers=[(b"retry-after", b"1")],
         )
         return
-    stored: dict[str, Any] = json.loads(row.response)
+    stored: dict[str, Any] = orjson.loads(row.response)
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in stored["headers"]]
     headers.append((b"idempotent-replayed", b"true"))
     await send({"type": "http.response.start", "status": row.status_code, "headers": headers})

@@ -167,7 +167,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     # The last added is the outermost. From the outside in: observability, CORS, the security
     # checks, Idempotency-Key, the routes.
-    app.add_middleware(IdempotencyMiddleware, ttl_seconds=settings.idempotency_ttl_seconds)
+    app.add_middleware(
+        IdempotencyMiddleware,
+        ttl_seconds=settings.idempotency_ttl_seconds,
+        deferred_paths=frozenset({"/payment-intents"}),
+    )
     app.add_middleware(
         SecurityMiddleware,
         redact=redact,

@@ -49,12 +49,14 @@ async def insert_order(
     idempotency_owner: str | None = None,
     idempotency_key: str | None = None,
     attempts: int = 0,
+    also: tuple[Insert, dict[str, Any]] | None = None,
 ) -> str:
     """The id of a new `pending` order, inserted with its first history entry so the id can key
     the Stripe call that follows. The caller's `Idempotency-Key` (with the caller's identity)
     ties a retry to this order. No ORM object is built (`get_order` loads one); on Postgres the
     two rows are one statement, committed on its own when `executor` is the (autocommit)
-    engine."""
+    engine; `also` (Postgres only) is another INSERT and its parameters, written in that
+    statement."""
     order_id = new_id("ord")
     now = utcnow()
     order = {
@@ -76,7 +78,11 @@ async def insert_order(
     history = {"from_status": None, "to_status": OrderStatus.PENDING, "source": source, "at": now}
     params = {f"o_{name}": value for name, value in order.items()}
     params.update({f"h_{name}": value for name, value in history.items()})
-    statements = _order_statements(is_postgres(executor), tuple(order))
+    statements = _order_statements(
+        is_postgres(executor), tuple(order), also[0] if also is not None else None
+    )
+    if also is not None:
+        params.update(also[1])
     if isinstance(executor, AsyncEngine):
         (statement,) = statements
         await pg_direct.execute(executor, statement, params)
@@ -87,16 +93,21 @@ async def insert_order(
 
 
 @functools.cache
-def _order_statements(postgres: bool, columns: tuple[str, ...]) -> tuple[Executable, ...]:
+def _order_statements(
+    postgres: bool, columns: tuple[str, ...], also: Insert | None
+) -> tuple[Executable, ...]:
     """A new order's INSERT (parameters `o_*`) and its first history entry's (`h_*`): one
-    statement on Postgres, as `_statements` writes changes; two on SQLite."""
+    statement on Postgres, as `_statements` writes changes, with `also` if given; two on
+    SQLite."""
     order = insert(_ORDERS).values({name: _bind("o_", _ORDERS, name) for name in columns})
     history = insert(_HISTORY).values(
         {"order_id": bindparam("o_id"), **{n: _bind("h_", _HISTORY, n) for n in _HISTORY_VALUES}}
     )
     if not postgres:
+        assert also is None, "one statement only on Postgres"
         return order, history
-    return (order.add_cte(history.cte("write_history")),)
+    ctes = [history.cte("write_history"), *([also.cte("write_also")] if also is not None else [])]
+    return (order.add_cte(*ctes),)
 
 
 async def get_order(session: AsyncSession, order_id: str, *, for_update: bool = False) -> Order:

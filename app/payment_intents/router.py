@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from app.auth import Caller
 from app.db import Session
 from app.errors import AppError
+from app.idempotency import claim_of
 from app.payment_intents import service
 from app.payment_intents.schemas import (
     PaymentIntentCancel,
@@ -87,7 +88,9 @@ async def create_payment_intent(
     intent Stripe made, never a second one.
     """
     key = (request.headers.get("idempotency-key") or "").strip() or None
-    outcome = await service.create(session, stripe, body, caller=caller, idempotency_key=key)
+    outcome = await service.create(
+        session, stripe, body, caller=caller, idempotency_key=key, claim=claim_of(request)
+    )
     return _answer(outcome, secret=True)
 
 

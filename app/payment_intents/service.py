@@ -46,6 +46,7 @@ from app.errors import (
     StripeFailure,
     StripeUnavailable,
 )
+from app.idempotency import CLAIM, Claim, ClaimTaken
 from app.models import Order, PaymentIntent
 from app.money import METADATA_MAX_KEYS, check_amount
 from app.orders.service import (
@@ -94,9 +95,11 @@ async def create(
     source: str = SOURCE_CREATE,
     caller: str = "anonymous",
     idempotency_key: str | None = None,
+    claim: Claim | None = None,
 ) -> Outcome:
     """Validate, commit the order (or find the one this caller's `idempotency_key` made), create
-    its intent on Stripe and record it."""
+    its intent on Stripe and record it. `claim`: the middleware's claim of the key, written with
+    the order (see app.idempotency)."""
     check_amount(body.amount, body.currency)
     if body.statement_descriptor is not None:
         raise InvalidRequest(
@@ -109,7 +112,7 @@ async def create(
     metadata = dict(body.metadata or {})
     _check_metadata(metadata)
     order_id, intent_id = await _committed_order(
-        session, body, metadata, source=source, owner=caller, key=idempotency_key
+        session, body, metadata, source=source, owner=caller, key=idempotency_key, claim=claim
     )
     if intent_id is not None:
         # An earlier request with this key got as far as Stripe: answer with its intent.
@@ -176,10 +179,11 @@ async def _committed_order(
     source: str,
     owner: str,
     key: str | None,
+    claim: Claim | None,
 ) -> tuple[str, str | None]:
     """The order for this request, committed on its own (one statement in autocommit on
-    Postgres): the one an earlier request with the caller's `key` made, else a new `pending`
-    one. Its id and payment intent's."""
+    Postgres, with the `claim` of the key): the one an earlier request with the caller's `key`
+    made, else a new `pending` one. Its id and payment intent's."""
     engine = _engine(session)
     order: dict[str, Any] = {
         "amount": body.amount,
@@ -192,13 +196,16 @@ async def _committed_order(
         "idempotency_key": key,
         "attempts": 1 if body.confirm else 0,
     }
+    also = (CLAIM, claim.params()) if claim is not None else None
     try:
         if is_postgres(engine):
-            order_id = await insert_order(autocommit(engine), **order)
+            order_id = await insert_order(autocommit(engine), **order, also=also)
         else:
             async with engine.begin() as connection:
                 order_id = await insert_order(connection, **order)
     except IntegrityError:
+        if claim is not None:
+            raise ClaimTaken from None
         # The caller's key is taken: by an earlier request (a retry) or a concurrent one.
         if key is None:
             raise
@@ -207,6 +214,8 @@ async def _committed_order(
         if found is None:
             raise
         return _same_request(found, body, metadata, key)
+    if claim is not None:
+        claim.claimed = True
     return order_id, None
 
 

@@ -183,6 +183,26 @@ class TestCreate:
         assert_error(response, 404, "resource_missing", "customer")
         assert orders_described(stack, description) == []
 
+    def test_a_refusal_is_kept_for_its_idempotency_key(self, stack: Stack) -> None:
+        # On Postgres the endpoint writes the key's claim with its order; a request refused
+        # before that write still keeps its answer for the key, as Stripe does.
+        description = marker()
+        headers = {"Idempotency-Key": f"refused-{description}"}
+        refused_body = {"amount": 0, "currency": "usd", "description": description}
+
+        refused = stack.api.post("/payment-intents", json=refused_body, headers=headers)
+        again = stack.api.post("/payment-intents", json=refused_body, headers=headers)
+        other = stack.api.post(
+            "/payment-intents", json={**refused_body, "amount": 2000}, headers=headers
+        )
+
+        assert refused.status_code == 400, refused.text
+        assert again.status_code == 400
+        assert again.json() == refused.json()
+        assert again.headers.get("idempotent-replayed") == "true"
+        assert_error(other, 400, "idempotency_key_reused", None)
+        assert orders_described(stack, description) == []
+
     def test_idempotency_key_replays_one_order_and_one_intent(self, stack: Stack) -> None:
         since = int(time.time()) - 1
         description = marker()
