@@ -10,7 +10,9 @@ margin), so a retry is not refused for 24 hours.
 
 On Postgres, an endpoint named in `deferred_paths` writes the claim itself, in the same statement
 as its first write (one round trip fewer): it finds the `Claim` with `claim_of(request)`, adds
-`CLAIM` (parameters `Claim.params`) to that statement and marks it `claimed`. When that
+`CLAIM` (parameters `Claim.params`) to that statement and marks it `claimed`; it may store its
+200 answer in its last statement too (`ANSWER`, parameters `Claim.answer`; marked `answered`),
+returning exactly that body. When that
 statement fails on a unique key, it raises `ClaimTaken`: the middleware claims the key itself and
 answers as it would have (or runs the endpoint again, the claim now written). An answer given
 before the claim was written (a refusal before any write) is then claimed and kept as any other,
@@ -60,6 +62,7 @@ class Claim:
     key: str
     fingerprint: str
     claimed: bool = False
+    answered: bool = False
 
     def params(self) -> dict[str, Any]:
         """CLAIM's parameters."""
@@ -68,6 +71,15 @@ class Claim:
             "k_key": self.key,
             "k_fingerprint": self.fingerprint,
             "k_created_at": utcnow(),
+        }
+
+    def answer(self, body: bytes) -> dict[str, Any]:
+        """ANSWER's parameters: a 200 with this JSON body, stored as the middleware stores it."""
+        return {
+            "a_owner": self.owner,
+            "a_key": self.key,
+            "a_status_code": 200,
+            "a_response": _stored([("content-type", "application/json")], body),
         }
 
 
@@ -152,7 +164,7 @@ class IdempotencyMiddleware:
             # Answered before the endpoint wrote its claim, and the key is another request's:
             # answered as the key's (its stored answer, or a refusal), as if claimed first.
             return
-        if claim.claimed:
+        if claim.claimed and not claim.answered:
             if kept:
                 await self._store(single, owner, key, captured)
             else:
@@ -230,9 +242,7 @@ class IdempotencyMiddleware:
         return bool(getattr(result, "rowcount", 0) == 1)
 
     async def _store(self, single: AsyncEngine, owner: str, key: str, captured: _Captured) -> None:
-        response = orjson.dumps(
-            {"headers": captured.kept_headers(), "body": captured.body.decode("utf-8")}
-        ).decode()
+        response = _stored(captured.kept_headers(), captured.body)
         params = {"o": owner, "k": key, "status_code": captured.status, "response": response}
         await _write(single, _STORE, params)
 
@@ -252,8 +262,21 @@ async def _write(single: AsyncEngine, statement: Executable, params: dict[str, A
 _KEYS = cast(Table, IdempotencyKey.__table__)
 _CLAIMED = ("owner", "key", "fingerprint", "created_at")
 _CLAIM = insert(_KEYS).values({name: bindparam(name) for name in _CLAIMED})
-# The claim as an endpoint writes it, in its own statement (parameters: `Claim.params`).
+# The claim and the answer as an endpoint writes them, in its own statements (parameters:
+# `Claim.params`, `Claim.answer`).
 CLAIM = insert(_KEYS).values({name: bindparam(f"k_{name}") for name in _CLAIMED})
+ANSWER = (
+    update(_KEYS)
+    .where(_KEYS.c.owner == bindparam("a_owner"), _KEYS.c.key == bindparam("a_key"))
+    .values(status_code=bindparam("a_status_code"), response=bindparam("a_response"))
+)
+
+
+def _stored(headers: list[tuple[str, str]], body: bytes) -> str:
+    """An answer as the key keeps it."""
+    return orjson.dumps({"headers": headers, "body": body.decode("utf-8")}).decode()
+
+
 _CLAIM_STATE = "idempotency_claim"
 _THIS_KEY = (_KEYS.c.owner == bindparam("o")) & (_KEYS.c.key == bindparam("k"))
 _STORE = (

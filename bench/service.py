@@ -365,8 +365,8 @@ def main() -> None:
     parser.add_argument(
         "--orders",
         type=int,
-        default=15000,
-        help="orders for the webhooks (15000: more than are posted in a run, so every post is "
+        default=40000,
+        help="orders for the webhooks (40000: more than are posted in a run, so every post is "
         "a first delivery)",
     )
     parser.add_argument(

@@ -271,13 +271,15 @@ async def link_payment_intent(
     order_id: str,
     intent: dict[str, Any],
     source: str,
+    also: tuple[Update, dict[str, Any]] | None = None,
 ) -> bool:
     """`sync_payment_intent` for the common case, without loading or locking the order first:
     if the order is still `pending` with no payment intent, link this one, write its mirror
     and move the order as the intent's status says, in one statement on Postgres (committed on
-    its own when `executor` is the autocommit engine there). False, with
-    nothing written, when the order is no longer so (a webhook came first): then lock it and
-    use `sync_payment_intent`."""
+    its own when `executor` is the autocommit engine there; `also`, another UPDATE and its
+    parameters, is part of it and applies only if the order is linked). False, with nothing
+    written, when the order is no longer so (a webhook came first): then lock it and use
+    `sync_payment_intent`."""
     target = status_for_payment_intent(intent["status"], failed=False)
     if target is not None and decide(OrderStatus.PENDING, target) is not Decision.APPLY:
         return False
@@ -293,7 +295,11 @@ async def link_payment_intent(
     if moves:
         params.update(o_status=target, h_from_status=OrderStatus.PENDING, h_to_status=target)
         params.update(h_source=source, h_at=now)
-    first, *rest = _link_statements(is_postgres(executor), moves)
+    if also is not None:
+        params.update(also[1])
+    first, *rest = _link_statements(
+        is_postgres(executor), moves, also[0] if also is not None else None
+    )
     if isinstance(executor, AsyncEngine):
         if not await pg_direct.fetch(executor, first, params):
             return False
@@ -308,7 +314,7 @@ async def link_payment_intent(
 
 
 @functools.cache
-def _link_statements(postgres: bool, moves: bool) -> tuple[Executable, ...]:
+def _link_statements(postgres: bool, moves: bool, also: Update | None) -> tuple[Executable, ...]:
     """The order's UPDATE, only while it is `pending` and unlinked (RETURNING its id), then the
     mirror's INSERT and, when the order `moves`, its history entry's, both taking the order id
     from that UPDATE: as data-modifying CTEs on Postgres (nothing is inserted when the UPDATE
@@ -326,6 +332,7 @@ def _link_statements(postgres: bool, moves: bool) -> tuple[Executable, ...]:
     )
     inserts = [(_MIRRORS, "m_", _MIRROR_VALUES)] + ([(_HISTORY, "h_", _HISTORY_VALUES)] * moves)
     if not postgres:
+        assert also is None, "one statement only on Postgres"
         return (
             linked,
             *(
@@ -342,6 +349,8 @@ def _link_statements(postgres: bool, moves: bool) -> tuple[Executable, ...]:
         .cte(f"link_{table.name}")
         for table, p, names in inserts
     ]
+    if also is not None:
+        ctes.append(also.where(select(order.c.id).exists()).cte("link_also"))
     return (select(order.c.id).add_cte(*ctes),)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from app.auth import Caller
 from app.db import Session
@@ -51,11 +51,14 @@ IntentStatus = Literal[
 ]
 
 
-def _answer(outcome: service.Outcome, *, secret: bool = False) -> PaymentIntentRead | JSONResponse:
-    """The intent and its order id; or, for a refusal recorded in the (committed) transaction,
-    its error envelope."""
+def _answer(outcome: service.Outcome, *, secret: bool = False) -> PaymentIntentRead | Response:
+    """The intent and its order id (as already rendered, when the answer was stored for the
+    Idempotency-Key with it); or, for a refusal recorded in the (committed) transaction, its
+    error envelope."""
     if outcome.error is not None:
         return _error(outcome.error)
+    if outcome.body is not None:
+        return Response(outcome.body, media_type="application/json")
     return PaymentIntentRead.of(outcome.intent, outcome.order_id, secret=secret)
 
 
@@ -71,7 +74,7 @@ def _error(error: AppError) -> JSONResponse:
 )
 async def create_payment_intent(
     body: PaymentIntentCreate, request: Request, session: Session, caller: Caller, stripe: Gateway
-) -> PaymentIntentRead | JSONResponse:
+) -> PaymentIntentRead | Response:
     """Creates an order and its Stripe PaymentIntent, with Stripe's own parameters.
 
     The amount, currency and metadata are checked before Stripe is called (positive integer in
@@ -173,7 +176,7 @@ async def search_payment_intents(
 )
 async def retrieve_payment_intent(
     intent_id: IntentId, session: Session, caller: Caller, stripe: Gateway
-) -> PaymentIntentRead | JSONResponse:
+) -> PaymentIntentRead | Response:
     """The payment intent fresh from Stripe, with its `order_id`; the order and the service's
     copy catch up with what Stripe says."""
     return _answer(await service.retrieve(session, stripe, intent_id))
@@ -191,7 +194,7 @@ async def confirm_payment_intent(
     caller: Caller,
     stripe: Gateway,
     body: Annotated[PaymentIntentConfirm | None, Body()] = None,
-) -> PaymentIntentRead | JSONResponse:
+) -> PaymentIntentRead | Response:
     """Confirms the intent with `payment_method` (and `return_url`, which Stripe requires when
     the intent allows redirect-based payment methods).
 
@@ -214,7 +217,7 @@ async def capture_payment_intent(
     caller: Caller,
     stripe: Gateway,
     body: Annotated[PaymentIntentCapture | None, Body()] = None,
-) -> PaymentIntentRead | JSONResponse:
+) -> PaymentIntentRead | Response:
     """Captures the funds held by an intent created with `capture_method: manual` (status
     `requires_capture`, order `authorized`): all of them, or `amount_to_capture` (at most the
     amount; the rest is released). A second capture is Stripe's 400."""
@@ -234,7 +237,7 @@ async def cancel_payment_intent(
     caller: Caller,
     stripe: Gateway,
     body: Annotated[PaymentIntentCancel | None, Body()] = None,
-) -> PaymentIntentRead | JSONResponse:
+) -> PaymentIntentRead | Response:
     """Cancels the intent (with an optional `cancellation_reason`); the order becomes
     `canceled`. Stripe refuses to cancel an intent that has succeeded."""
     outcome = await service.cancel(session, stripe, intent_id, body or PaymentIntentCancel())

@@ -46,7 +46,7 @@ from app.errors import (
     StripeFailure,
     StripeUnavailable,
 )
-from app.idempotency import CLAIM, Claim, ClaimTaken
+from app.idempotency import ANSWER, CLAIM, Claim, ClaimTaken
 from app.models import Order, PaymentIntent
 from app.money import METADATA_MAX_KEYS, check_amount
 from app.orders.service import (
@@ -65,6 +65,7 @@ from app.payment_intents.schemas import (
     PaymentIntentCapture,
     PaymentIntentConfirm,
     PaymentIntentCreate,
+    PaymentIntentRead,
 )
 from app.stripe_gateway import StripeGateway
 
@@ -80,6 +81,8 @@ class Outcome:
     order_id: str
     intent: dict[str, Any]
     error: AppError | None = None
+    # The answer as rendered and stored with the request's Idempotency-Key, when it was.
+    body: bytes | None = None
 
 
 class IdempotencyKeyReused(InvalidRequest):
@@ -117,7 +120,7 @@ async def create(
     if intent_id is not None:
         # An earlier request with this key got as far as Stripe: answer with its intent.
         intent = (await gateway.retrieve_payment_intent(intent_id)).to_dict()
-        return await _record(session, order_id, intent, source, failed=_failed(intent))
+        return await _record(session, order_id, intent, source, failed=_failed(intent), claim=claim)
     params = {
         **body.model_dump(exclude_none=True, exclude={"statement_descriptor"}),
         "metadata": {**metadata, ORDER_KEY: order_id},
@@ -143,7 +146,7 @@ async def create(
         locked = await get_order(session, order_id, for_update=True)
         await discard_order(session, locked)
         return Outcome(locked.id, {}, error=exc)
-    return await _record(session, order_id, intent, source)
+    return await _record(session, order_id, intent, source, claim=claim)
 
 
 async def _record(
@@ -153,15 +156,24 @@ async def _record(
     source: str,
     *,
     failed: bool = False,
+    claim: Claim | None = None,
 ) -> Outcome:
-    """Record what Stripe answered: linked to the still-unlinked order in one statement, or,
-    when a webhook came first (or it is a decline), with the order locked."""
+    """Record what Stripe answered: linked to the still-unlinked order in one statement (with
+    the answer for the Idempotency-Key `claim`, if it was written), or, when a webhook came first
+    (or it is a decline), with the order locked."""
     if not failed:
         if is_postgres(session):
             # One statement there: in autocommit, with no BEGIN and COMMIT round trips.
+            body = None
+            if claim is not None and claim.claimed:
+                body = PaymentIntentRead.of(intent, order_id, secret=True).model_dump_json()
+            also = (ANSWER, claim.answer(body.encode())) if claim and body else None
             linked = await link_payment_intent(
-                autocommit(_engine(session)), order_id, intent, source
+                autocommit(_engine(session)), order_id, intent, source, also=also
             )
+            if linked and claim and body:
+                claim.answered = True
+                return Outcome(order_id, intent, body=body.encode())
         else:
             linked = await link_payment_intent(session, order_id, intent, source)
         if linked:
