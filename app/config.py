@@ -48,8 +48,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     database_url: str = "sqlite+aiosqlite:///./var/payments.db"
-    # Postgres connections per process, all kept open: a request holds one only while it reads
-    # or writes (never while Stripe answers), so a few dozen serve hundreds in flight.
+    # Postgres connections per pool (two per process: SQLAlchemy's and app.pg_direct's), kept
+    # open once opened: a request holds one only while it reads or writes (never while Stripe
+    # answers), so a few dozen serve hundreds in flight.
     database_pool_size: int = Field(default=20, ge=1, le=500)
     stripe_secret_key: SecretStr | None = None
     stripe_api_base: str | None = None

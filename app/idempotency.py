@@ -12,11 +12,11 @@ On Postgres, an endpoint named in `deferred_paths` writes the claim itself, in t
 as its first write (one round trip fewer): it finds the `Claim` with `claim_of(request)`, adds
 `CLAIM` (parameters `Claim.params`) to that statement and marks it `claimed`; it may store its
 200 answer in its last statement too (`ANSWER`, parameters `Claim.answer`; marked `answered`),
-returning exactly that body. When that
-statement fails on a unique key, it raises `ClaimTaken`: the middleware claims the key itself and
-answers as it would have (or runs the endpoint again, the claim now written). An answer given
-before the claim was written (a refusal before any write) is then claimed and kept as any other,
-or, when the key is another request's, replaced by the key's answer.
+returning exactly that body. When its first statement fails on a unique key, it raises
+`ClaimTaken`: the middleware claims the key itself and answers as it would have (or runs the
+endpoint again, the claim now written). An answer given before the claim was written (a refusal
+before any write) is then claimed and kept as any other, or, when the key is another request's,
+replaced by the key's answer.
 """
 
 from __future__ import annotations
@@ -28,15 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import (
-    Executable,
-    Table,
-    bindparam,
-    delete,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Executable, Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
@@ -263,7 +255,8 @@ _KEYS = cast(Table, IdempotencyKey.__table__)
 _CLAIMED = ("owner", "key", "fingerprint", "created_at")
 _CLAIM = insert(_KEYS).values({name: bindparam(name) for name in _CLAIMED})
 # The claim and the answer as an endpoint writes them, in its own statements (parameters:
-# `Claim.params`, `Claim.answer`).
+# `Claim.params`, `Claim.answer`); the claim is left to it in the request's state under this key.
+_CLAIM_STATE = "idempotency_claim"
 CLAIM = insert(_KEYS).values({name: bindparam(f"k_{name}") for name in _CLAIMED})
 ANSWER = (
     update(_KEYS)
@@ -277,7 +270,6 @@ def _stored(headers: list[tuple[str, str]], body: bytes) -> str:
     return orjson.dumps({"headers": headers, "body": body.decode("utf-8")}).decode()
 
 
-_CLAIM_STATE = "idempotency_claim"
 _THIS_KEY = (_KEYS.c.owner == bindparam("o")) & (_KEYS.c.key == bindparam("k"))
 _STORE = (
     update(_KEYS)

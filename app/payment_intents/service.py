@@ -164,16 +164,17 @@ async def _record(
     if not failed:
         if is_postgres(session):
             # One statement there: in autocommit, with no BEGIN and COMMIT round trips.
-            body = None
+            answer = also = None
             if claim is not None and claim.claimed:
-                body = PaymentIntentRead.of(intent, order_id, secret=True).model_dump_json()
-            also = (ANSWER, claim.answer(body.encode())) if claim and body else None
+                read = PaymentIntentRead.of(intent, order_id, secret=True)
+                answer = read.model_dump_json().encode()
+                also = (ANSWER, claim.answer(answer))
             linked = await link_payment_intent(
                 autocommit(_engine(session)), order_id, intent, source, also=also
             )
-            if linked and claim and body:
+            if linked and claim is not None and answer is not None:
                 claim.answered = True
-                return Outcome(order_id, intent, body=body.encode())
+                return Outcome(order_id, intent, body=answer)
         else:
             linked = await link_payment_intent(session, order_id, intent, source)
         if linked:
