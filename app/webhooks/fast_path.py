@@ -24,6 +24,7 @@ from app.models import Order, OrderStatus
 from app.orders.service import plan_payment_intent_sync
 from app.orders.state import status_for_payment_intent
 from app.webhooks.inbox import (
+    PAYMENT_INTENT_EVENTS,
     STORE,
     Outcome,
     Receipt,
@@ -33,17 +34,8 @@ from app.webhooks.inbox import (
     store_params,
 )
 
-TYPES = frozenset(
-    f"payment_intent.{kind}"
-    for kind in (
-        "requires_action",
-        "processing",
-        "amount_capturable_updated",
-        "succeeded",
-        "payment_failed",
-        "canceled",
-    )
-)
+# All but `created`, which the general path checks against the mirror.
+TYPES = frozenset(PAYMENT_INTENT_EVENTS) - {"payment_intent.created"}
 _ORDERS = cast(Table, Order.__table__)
 _TIMEOUT = lock_timeout()
 _LOCKED_ORDER = (

@@ -44,6 +44,7 @@ from app.stripe_gateway import StripeGateway
 from app.webhooks import fast_path
 from app.webhooks.inbox import (
     LOCK_WAIT_MS,
+    PAYMENT_INTENT_EVENTS,
     RECORD_OUTCOME,
     STORE,
     Outcome,
@@ -280,18 +281,7 @@ async def _ignore(_event: Event) -> Result:
 
 
 HANDLERS: dict[str, Handler] = {
-    **{
-        f"payment_intent.{kind}": payment_intent_event
-        for kind in (
-            "created",
-            "requires_action",
-            "processing",
-            "amount_capturable_updated",
-            "succeeded",
-            "payment_failed",
-            "canceled",
-        )
-    },
+    **dict.fromkeys(PAYMENT_INTENT_EVENTS, payment_intent_event),
     "charge.refunded": charge_refunded,
     "refund.created": refund_event,
     "refund.updated": refund_event,

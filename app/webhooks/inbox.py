@@ -20,6 +20,19 @@ from app.orders.state import Decision
 
 log = logging.getLogger("app.webhooks")
 LOCK_WAIT_MS = 2000
+# The payment intent events the service acts on.
+PAYMENT_INTENT_EVENTS = tuple(
+    f"payment_intent.{kind}"
+    for kind in (
+        "created",
+        "requires_action",
+        "processing",
+        "amount_capturable_updated",
+        "succeeded",
+        "payment_failed",
+        "canceled",
+    )
+)
 
 
 class Outcome(StrEnum):
