@@ -148,9 +148,8 @@ async def _open_pool(engine: AsyncEngine) -> asyncpg.Pool:
     async with _OPENING.setdefault(engine, asyncio.Lock()):
         pool = _POOLS.get(engine)
         if pool is None:
-            dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             pool = await asyncpg.create_pool(
-                dsn,
+                **_connect_args(engine),
                 min_size=0,
                 max_size=cast(QueuePool, engine.sync_engine.pool).size(),
                 reset=_no_reset,
@@ -158,6 +157,19 @@ async def _open_pool(engine: AsyncEngine) -> asyncpg.Pool:
             _POOLS[engine] = pool
             event.listen(engine.sync_engine, "engine_disposed", lambda _: pool.terminate())
         return pool
+
+
+def _connect_args(engine: AsyncEngine) -> dict[str, Any]:
+    """asyncpg's arguments as SQLAlchemy connects (the URL's query included, `ssl` say), less
+    its adapter's own options; its statement cache size is asyncpg's (0 behind pgbouncer)."""
+    _, options = engine.dialect.create_connect_args(engine.url)
+    options = dict(options)
+    cache = options.pop("prepared_statement_cache_size", None)
+    if cache is not None:
+        options["statement_cache_size"] = cache
+    for adapter_only in ("prepared_statement_name_func", "async_creator_fn"):
+        options.pop(adapter_only, None)
+    return options
 
 
 async def _no_reset(_connection: asyncpg.Connection) -> None:
