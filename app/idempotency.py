@@ -116,7 +116,7 @@ class IdempotencyMiddleware:
         ).hexdigest()
         state = scope["app"].state
         sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
-        single = autocommit(state.engine)
+        engine: AsyncEngine = state.engine
         lease = timedelta(
             seconds=state.settings.stripe_timeout_seconds
             * (state.settings.stripe_max_network_retries + 1)
@@ -127,7 +127,7 @@ class IdempotencyMiddleware:
         async def claimed() -> bool:
             """Claim the key here; False when it is taken (and answered)."""
             taken, existing = await self._claim(
-                single, sessionmaker, owner, key, fingerprint, lease
+                engine, sessionmaker, owner, key, fingerprint, lease
             )
             if taken:
                 claim.claimed = True
@@ -136,7 +136,7 @@ class IdempotencyMiddleware:
             await _replay_or_refuse(send, existing, fingerprint, key)
             return False
 
-        if scope["path"] in self.deferred_paths and is_postgres(single):
+        if scope["path"] in self.deferred_paths and is_postgres(engine):
             scope.setdefault("state", {})[_CLAIM_STATE] = claim
         elif not await claimed():
             return
@@ -149,7 +149,7 @@ class IdempotencyMiddleware:
                 captured = await self._respond(scope, body, receive)
         except BaseException:
             if claim.claimed:
-                await self._release(single, owner, key)
+                await self._release(engine, owner, key)
             raise
         kept = captured.status < 500 and captured.status not in NOT_KEPT
         if kept and not claim.claimed and not await claimed():
@@ -158,9 +158,9 @@ class IdempotencyMiddleware:
             return
         if claim.claimed and not claim.answered:
             if kept:
-                await self._store(single, owner, key, captured)
+                await self._store(engine, owner, key, captured)
             else:
-                await self._release(single, owner, key)
+                await self._release(engine, owner, key)
         await captured.replay(send)
 
     async def _respond(self, scope: Scope, body: bytes, receive: Receive) -> _Captured:
@@ -170,7 +170,7 @@ class IdempotencyMiddleware:
 
     async def _claim(
         self,
-        single: AsyncEngine,
+        engine: AsyncEngine,
         sessionmaker: async_sessionmaker[AsyncSession],
         owner: str,
         key: str,
@@ -181,7 +181,7 @@ class IdempotencyMiddleware:
         on its own; a key in use takes the slower path below."""
         try:
             await _write(
-                single,
+                engine,
                 _CLAIM,
                 {"owner": owner, "key": key, "fingerprint": fingerprint, "created_at": utcnow()},
             )
@@ -233,21 +233,21 @@ class IdempotencyMiddleware:
         await session.commit()
         return bool(getattr(result, "rowcount", 0) == 1)
 
-    async def _store(self, single: AsyncEngine, owner: str, key: str, captured: _Captured) -> None:
+    async def _store(self, engine: AsyncEngine, owner: str, key: str, captured: _Captured) -> None:
         response = _stored(captured.kept_headers(), captured.body)
         params = {"o": owner, "k": key, "status_code": captured.status, "response": response}
-        await _write(single, _STORE, params)
+        await _write(engine, _STORE, params)
 
-    async def _release(self, single: AsyncEngine, owner: str, key: str) -> None:
-        await _write(single, _RELEASE, {"o": owner, "k": key})
+    async def _release(self, engine: AsyncEngine, owner: str, key: str) -> None:
+        await _write(engine, _RELEASE, {"o": owner, "k": key})
 
 
-async def _write(single: AsyncEngine, statement: Executable, params: dict[str, Any]) -> None:
+async def _write(engine: AsyncEngine, statement: Executable, params: dict[str, Any]) -> None:
     """One statement, in autocommit: no BEGIN and COMMIT round trips around it."""
-    if is_postgres(single):
-        await pg_direct.execute(single, statement, params)
+    if is_postgres(engine):
+        await pg_direct.execute(engine, statement, params)
         return
-    async with single.connect() as connection:
+    async with autocommit(engine).connect() as connection:
         await connection.execute(statement, params)
 
 

@@ -4,9 +4,10 @@ SQLAlchemy's execution (its pool's checkout and reset, parameter processing, exe
 result wrapping, the greenlet hop into the async driver) cost more CPU than the statement's
 round trip. Each statement here is still written with Core (so its SQL follows the models),
 compiled once for asyncpg, and run in autocommit or in a `transaction` on a connection of the
-engine's direct pool: an asyncpg pool beside SQLAlchemy's, of the same size, opened on first use
-and closed with `close` (or when the engine is disposed). Errors come out as SQLAlchemy's, as
-from its `execute`. Figures in bench/README.md.
+engine's direct pool: an asyncpg pool beside SQLAlchemy's, of the same size, one per SQLAlchemy
+pool (an `execution_options` copy of the engine shares it), opened on first use and closed with
+`close` (or when the engine is disposed). Errors come out as SQLAlchemy's, as from its
+`execute`. Figures in bench/README.md.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy import JSON, Executable, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import Pool, QueuePool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -120,7 +121,7 @@ class Connection:
 
 async def close(engine: AsyncEngine) -> None:
     """Close the engine's direct pool, if it was opened."""
-    pool = _POOLS.pop(engine, None)
+    pool = _POOLS.pop(engine.sync_engine.pool, None)
     if pool is not None:
         await pool.close()
 
@@ -129,7 +130,7 @@ async def close(engine: AsyncEngine) -> None:
 async def _driver(engine: AsyncEngine) -> AsyncIterator[_Pooled]:
     """A connection of the engine's direct pool, in autocommit; the driver's errors raised as
     SQLAlchemy's."""
-    pool = _POOLS.get(engine) or await _open_pool(engine)
+    pool = _POOLS.get(engine.sync_engine.pool) or await _open_pool(engine)
     try:
         async with pool.acquire() as connection:
             yield connection
@@ -140,13 +141,15 @@ async def _driver(engine: AsyncEngine) -> AsyncIterator[_Pooled]:
         raise DBAPIError(None, None, exc) from exc
 
 
-_POOLS: weakref.WeakKeyDictionary[AsyncEngine, asyncpg.Pool] = weakref.WeakKeyDictionary()
-_OPENING: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
+# By SQLAlchemy's pool, which an engine's `execution_options` copies share: one direct pool each.
+_POOLS: weakref.WeakKeyDictionary[Pool, asyncpg.Pool] = weakref.WeakKeyDictionary()
+_OPENING: weakref.WeakKeyDictionary[Pool, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 async def _open_pool(engine: AsyncEngine) -> asyncpg.Pool:
-    async with _OPENING.setdefault(engine, asyncio.Lock()):
-        pool = _POOLS.get(engine)
+    key = engine.sync_engine.pool
+    async with _OPENING.setdefault(key, asyncio.Lock()):
+        pool = _POOLS.get(key)
         if pool is None:
             pool = await asyncpg.create_pool(
                 **_connect_args(engine),
@@ -154,7 +157,7 @@ async def _open_pool(engine: AsyncEngine) -> asyncpg.Pool:
                 max_size=cast(QueuePool, engine.sync_engine.pool).size(),
                 reset=_no_reset,
             )
-            _POOLS[engine] = pool
+            _POOLS[key] = pool
             event.listen(engine.sync_engine, "engine_disposed", lambda _: pool.terminate())
         return pool
 

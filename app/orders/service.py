@@ -54,7 +54,7 @@ async def insert_order(
     """The id of a new `pending` order, inserted with its first history entry so the id can key
     the Stripe call that follows. The caller's `Idempotency-Key` (with the caller's identity)
     ties a retry to this order. No ORM object is built (`get_order` loads one); on Postgres the
-    two rows are one statement, committed on its own when `executor` is the (autocommit)
+    two rows are one statement, committed on its own (app.pg_direct) when `executor` is the
     engine; `also` (Postgres only) is another INSERT and its parameters, written in that
     statement."""
     order_id = new_id("ord")
@@ -267,7 +267,7 @@ def plan_payment_intent_sync(
 
 
 async def link_payment_intent(
-    executor: AsyncSession | AsyncConnection | AsyncEngine,
+    executor: AsyncSession | AsyncEngine,
     order_id: str,
     intent: dict[str, Any],
     source: str,
@@ -276,7 +276,7 @@ async def link_payment_intent(
     """`sync_payment_intent` for the common case, without loading or locking the order first:
     if the order is still `pending` with no payment intent, link this one, write its mirror
     and move the order as the intent's status says, in one statement on Postgres (committed on
-    its own when `executor` is the autocommit engine there; `also`, another UPDATE and its
+    its own, app.pg_direct, when `executor` is the engine there; `also`, another UPDATE and its
     parameters, is part of it and applies only if the order is linked). False, with nothing
     written, when the order is no longer so (a webhook came first): then lock it and use
     `sync_payment_intent`."""

@@ -12,7 +12,8 @@ request) in the committed transaction, and the router then answers 402 from `Out
 `create` departs from DESIGN.md's one commit per request, on purpose: it commits the `pending`
 order in a short transaction of its own BEFORE it calls Stripe, holds no database connection or
 lock while Stripe answers (so in-flight requests are not capped by the pool), then records the
-answer in the request's transaction (`_record`). When Stripe's answer is lost (a timeout
+answer (`_record`: on Postgres one statement of its own while the order is still unlinked, else
+in the request's transaction). When Stripe's answer is lost (a timeout
 or dropped connection after Stripe created the intent, retries exhausted), the request fails with
 503 `stripe_outcome_unknown` and rolls back, but the order stays: its id is in the error body,
 and it keys Stripe's idempotency key `order:{id}:pi`. A retry with the same `Idempotency-Key` (the
@@ -37,7 +38,7 @@ from stripe.params import (
     PaymentIntentCreateParams,
 )
 
-from app.db import autocommit, is_postgres
+from app.db import is_postgres
 from app.errors import (
     AppError,
     CardDeclined,
@@ -163,14 +164,14 @@ async def _record(
     (or it is a decline), with the order locked."""
     if not failed:
         if is_postgres(session):
-            # One statement there: in autocommit, with no BEGIN and COMMIT round trips.
+            # One statement there, committed on its own (app.pg_direct).
             answer = also = None
             if claim is not None and claim.claimed:
                 read = PaymentIntentRead.of(intent, order_id, secret=True)
                 answer = read.model_dump_json().encode()
                 also = (ANSWER, claim.answer(answer))
             linked = await link_payment_intent(
-                autocommit(_engine(session)), order_id, intent, source, also=also
+                _engine(session), order_id, intent, source, also=also
             )
             if linked and claim is not None and answer is not None:
                 claim.answered = True
@@ -194,8 +195,8 @@ async def _committed_order(
     key: str | None,
     claim: Claim | None,
 ) -> tuple[str, str | None]:
-    """The order for this request, committed on its own (one statement in autocommit on
-    Postgres, with the `claim` of the key): the one an earlier request with the caller's `key`
+    """The order for this request, committed on its own (one statement on Postgres, with the
+    `claim` of the key): the one an earlier request with the caller's `key`
     made, else a new `pending` one. Its id and payment intent's."""
     engine = _engine(session)
     order: dict[str, Any] = {
@@ -212,7 +213,7 @@ async def _committed_order(
     also = (CLAIM, claim.params()) if claim is not None else None
     try:
         if is_postgres(engine):
-            order_id = await insert_order(autocommit(engine), **order, also=also)
+            order_id = await insert_order(engine, **order, also=also)
         else:
             async with engine.begin() as connection:
                 order_id = await insert_order(connection, **order)

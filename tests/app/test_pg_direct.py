@@ -10,13 +10,26 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, literal, select
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    column,
+    func,
+    insert,
+    literal,
+    select,
+    table,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import pg_direct
-from app.db import create_engine
+from app.db import autocommit, create_engine
 
 POSTGRES = os.environ.get("TEST_DATABASE_URL")
 pytestmark = pytest.mark.skipif(not POSTGRES, reason="TEST_DATABASE_URL is not set")
@@ -51,17 +64,17 @@ def test_the_urls_options_reach_the_driver_as_sqlalchemy_passes_them() -> None:
 
 def test_a_unique_violation_is_sqlalchemys_integrity_error_and_writes_nothing() -> None:
     assert POSTGRES is not None
-    table = Table(
+    names = Table(
         f"pg_direct_{secrets.token_hex(4)}",
         MetaData(),
         Column("id", Integer, primary_key=True),
         Column("name", String(20), unique=True),
     )
-    add = insert(table).values(name=bindparam("name"))
+    add = insert(names).values(name=bindparam("name"))
 
     async def work(engine: AsyncEngine) -> tuple[int, type[BaseException] | None, list[str]]:
         async with engine.begin() as connection:
-            await connection.run_sync(table.metadata.create_all)
+            await connection.run_sync(names.metadata.create_all)
         try:
             first = await pg_direct.execute(engine, add, {"name": "once"})
             error: type[BaseException] | None = None
@@ -71,11 +84,11 @@ def test_a_unique_violation_is_sqlalchemys_integrity_error_and_writes_nothing() 
                     await transaction.execute(add, {"name": "once"})
             except IntegrityError as exc:
                 error = type(exc)
-            rows = await pg_direct.fetch(engine, select(table.c.name).order_by(table.c.id), {})
+            rows = await pg_direct.fetch(engine, select(names.c.name).order_by(names.c.id), {})
             return first, error, [row["name"] for row in rows]
         finally:
             async with engine.begin() as connection:
-                await connection.run_sync(table.metadata.drop_all)
+                await connection.run_sync(names.metadata.drop_all)
 
     first, error, names = with_engine(POSTGRES, work)
 
@@ -83,3 +96,31 @@ def test_a_unique_violation_is_sqlalchemys_integrity_error_and_writes_nothing() 
     assert error is IntegrityError
     # The transaction was rolled back: "other" is not there.
     assert names == ["once"]
+
+
+def test_the_engine_and_its_autocommit_copy_share_one_pool_closed_with_the_engine() -> None:
+    assert POSTGRES is not None
+    backend = select(func.pg_backend_pid().label("pid"), func.pg_sleep(0.2))
+
+    async def work(engine: AsyncEngine) -> tuple[set[int], set[int]]:
+        # Four statements at once on each, through a pool of 2 (`with_engine`).
+        calls = [pg_direct.fetch(e, backend, {}) for e in (engine, autocommit(engine)) * 4]
+        pids = {row["pid"] for rows in await asyncio.gather(*calls) for row in rows}
+        await pg_direct.close(engine)
+        for _ in range(50):
+            alive = await pg_direct.fetch(
+                autocommit(engine),
+                select(table("pg_stat_activity", column("pid")).c.pid),
+                {},
+            )
+            left = pids & {row["pid"] for row in alive}
+            if not left:
+                break
+            await asyncio.sleep(0.05)
+        await pg_direct.close(engine)
+        return pids, left
+
+    pids, left = with_engine(POSTGRES, work)
+
+    assert len(pids) <= 2
+    assert left == set()
