@@ -113,7 +113,11 @@ async def replay_event(settings: Settings, event_id: str, out: Callable[[str], N
     The inbox's unique event id is what makes each event count once, so an event already in it
     is reported and not applied again: its order is brought to Stripe's current state by
     `reconcile`, never by running a handler twice."""
-    engine = create_engine(settings.database_url, settings.database_pool_size)
+    engine = create_engine(
+        settings.database_url,
+        settings.database_pool_size,
+        settings.database_direct_pool_size,
+    )
     gateway = StripeGateway(settings)
     try:
         sessionmaker = create_sessionmaker(engine)

@@ -48,10 +48,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     database_url: str = "sqlite+aiosqlite:///./var/payments.db"
-    # Postgres connections per pool (two per process: SQLAlchemy's and app.pg_direct's), kept
-    # open once opened: a request holds one only while it reads or writes (never while Stripe
-    # answers), so a few dozen serve hundreds in flight.
+    # Postgres connections of SQLAlchemy's pool per process, kept open once opened: a request
+    # holds one only while it reads or writes (never while Stripe answers on the create path),
+    # so a few dozen serve hundreds in flight.
     database_pool_size: int = Field(default=20, ge=1, le=500)
+    # Postgres connections of app.pg_direct's pool per process: the hot paths' short statements,
+    # which never wait for Stripe or a lock; about Postgres's cores, as more only contend.
+    database_direct_pool_size: int = Field(default=8, ge=1, le=500)
     stripe_secret_key: SecretStr | None = None
     stripe_api_base: str | None = None
     stripe_webhook_secret: SecretStr | None = None

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import Pool
 
 
 def _json_default(value: Any) -> Any:
@@ -37,7 +38,9 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value, default=_json_default).decode()
 
 
-def create_engine(url: str, pool_size: int = 20) -> AsyncEngine:
+def create_engine(url: str, pool_size: int = 20, direct_pool_size: int = 8) -> AsyncEngine:
+    """The engine, its pool of `pool_size` connections, and on Postgres the size of the direct
+    pool that app.pg_direct opens beside it (`direct_pool_size`)."""
     # No pre-ping: it cost a round trip on every checkout. A connection the server dropped
     # fails its request with a 503 (a retry succeeds), and SQLAlchemy replaces the pool's
     # connections.
@@ -53,7 +56,16 @@ def create_engine(url: str, pool_size: int = 20) -> AsyncEngine:
     engine = create_async_engine(url, **options)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    _DIRECT_POOL_SIZES[engine.sync_engine.pool] = direct_pool_size
     return engine
+
+
+def direct_pool_size(engine: AsyncEngine) -> int:
+    return _DIRECT_POOL_SIZES.get(engine.sync_engine.pool, 8)
+
+
+# By SQLAlchemy's pool, which an engine's `execution_options` copies share.
+_DIRECT_POOL_SIZES: weakref.WeakKeyDictionary[Pool, int] = weakref.WeakKeyDictionary()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -83,6 +95,23 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 
 # `scope="function"`: the commit runs when the endpoint returns, before the response is sent.
 Session = Annotated[AsyncSession, Depends(_session, scope="function")]
+
+
+async def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    # `async`: FastAPI would run a plain function in its thread pool, a thread hop per request.
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessions
+
+
+# For an endpoint that commits on its own (`sessions.begin()` blocks, app.pg_direct): the app's
+# sessionmaker, and no session opened for the request.
+Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
+
+
+def engine_of(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    engine = sessions.kw["bind"]
+    assert isinstance(engine, AsyncEngine)
+    return engine
 
 
 def is_postgres(executor: AsyncSession | AsyncConnection | AsyncEngine) -> bool:

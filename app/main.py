@@ -127,7 +127,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url, settings.database_pool_size)
+        engine = create_engine(
+            settings.database_url,
+            settings.database_pool_size,
+            settings.database_direct_pool_size,
+        )
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)

@@ -4,36 +4,37 @@ SQLAlchemy's execution (its pool's checkout and reset, parameter processing, exe
 result wrapping, the greenlet hop into the async driver) cost more CPU than the statement's
 round trip. Each statement here is still written with Core (so its SQL follows the models),
 compiled once for asyncpg, and run in autocommit or in a `transaction` on a connection of the
-engine's direct pool: an asyncpg pool beside SQLAlchemy's, of the same size, one per SQLAlchemy
-pool (an `execution_options` copy of the engine shares it), opened on first use and closed with
-`close` (or when the engine is disposed). Errors come out as SQLAlchemy's, as from its
-`execute`. Figures in bench/README.md.
+engine's direct pool: an asyncpg pool beside SQLAlchemy's, one per SQLAlchemy pool (an
+`execution_options` copy of the engine shares it), opened on first use and closed with `close`
+(or when the engine is disposed). Errors come out as SQLAlchemy's, as from its `execute`.
+
+The direct pool is small (`DATABASE_DIRECT_POOL_SIZE`, 8): its statements are short and never
+wait for Stripe or for a lock held elsewhere (the webhook fast path skips a locked order), so
+a few connections keep Postgres's cores busy; with 20, a burst of requests ran 20 statements at
+once on a 2-core server, and each took longer than waiting for a connection did. Figures in
+bench/README.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import asyncpg
 from sqlalchemy import JSON, Executable, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import Pool, QueuePool
+from sqlalchemy.pool import Pool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
-from app.db import json_text
-
-if TYPE_CHECKING:
-    from asyncpg.pool import PoolConnectionProxy
-
-    _Pooled = PoolConnectionProxy[asyncpg.Record]
+from app.db import direct_pool_size, json_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,7 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[Connection]:
 
 
 class Connection:
-    def __init__(self, dialect: Dialect, driver: _Pooled) -> None:
+    def __init__(self, dialect: Dialect, driver: asyncpg.Connection) -> None:
         self._dialect = dialect
         self._driver = driver
 
@@ -127,39 +128,130 @@ async def close(engine: AsyncEngine) -> None:
 
 
 @asynccontextmanager
-async def _driver(engine: AsyncEngine) -> AsyncIterator[_Pooled]:
+async def _driver(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
     """A connection of the engine's direct pool, in autocommit; the driver's errors raised as
     SQLAlchemy's."""
-    pool = _POOLS.get(engine.sync_engine.pool) or await _open_pool(engine)
+    pool = _POOLS.get(engine.sync_engine.pool)
+    if pool is None:
+        pool = _POOLS[engine.sync_engine.pool] = _Pool(engine)
     try:
-        async with pool.acquire() as connection:
-            yield connection
-    except asyncpg.IntegrityConstraintViolationError as exc:
-        raise IntegrityError(None, None, exc) from exc
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-        # A broken connection is not handed out again: the pool replaces it.
-        raise DBAPIError(None, None, exc) from exc
+        connection = await pool.acquire()
+    except _DRIVER_ERRORS as exc:
+        raise _sqlalchemy_error(exc) from exc
+    try:
+        yield connection
+    except asyncpg.PostgresError as exc:
+        # The server refused the statement: the connection is as good as before (if open).
+        pool.release(connection)
+        raise _sqlalchemy_error(exc) from exc
+    except BaseException as exc:
+        # A broken connection, or one cancelled mid-statement: its state is unknown.
+        pool.discard(connection)
+        if isinstance(exc, _DRIVER_ERRORS):
+            raise _sqlalchemy_error(exc) from exc
+        raise
+    pool.release(connection)
+
+
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+def _sqlalchemy_error(exc: BaseException) -> DBAPIError:
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return IntegrityError(None, None, exc)
+    return DBAPIError(None, None, exc)
+
+
+class _Pool:
+    """At most `DATABASE_DIRECT_POOL_SIZE` connections, opened when first needed and kept; a
+    request waits, first come first served, when all are in use. Taking an idle connection and
+    giving it back are plain calls: asyncpg's own pool gives a connection back in a task of its
+    own, a turn of the event loop that every statement waited for (bench/README.md). A
+    connection is never reset: the statements here leave no session state (their settings are
+    `SET LOCAL`), and one left in a transaction, or whose statement failed other than by the
+    server's refusal, is closed instead of kept."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._options = _connect_args(engine)
+        self._size = direct_pool_size(engine)
+        self._opened = 0
+        self._closed = False
+        self._idle: list[asyncpg.Connection] = []
+        # Each waiter gets a connection, or None: open one (its place is counted).
+        self._waiting: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
+        event.listen(engine.sync_engine, "engine_disposed", lambda _: self.terminate())
+
+    async def acquire(self) -> asyncpg.Connection:
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.is_closed():
+                return connection
+            self._opened -= 1
+        if self._opened < self._size:
+            self._opened += 1
+            return await self._open()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            given = await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                given = waiter.result()
+                if given is None:
+                    self._opened -= 1
+                self._pass_on(given)
+            raise
+        return given if given is not None else await self._open()
+
+    def release(self, connection: asyncpg.Connection) -> None:
+        if self._closed or connection.is_closed() or connection.is_in_transaction():
+            self.discard(connection)
+        else:
+            self._pass_on(connection)
+
+    def discard(self, connection: asyncpg.Connection) -> None:
+        connection.terminate()
+        self._opened -= 1
+        if not self._closed:
+            self._pass_on(None)
+
+    def _pass_on(self, connection: asyncpg.Connection | None) -> None:
+        """To the first waiter, else back to the idle ones (a free place stays free)."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                if connection is None:
+                    self._opened += 1
+                waiter.set_result(connection)
+                return
+        if connection is not None:
+            self._idle.append(connection)
+
+    async def _open(self) -> asyncpg.Connection:
+        """A new connection, in the place counted for it (given up if it fails)."""
+        try:
+            connection: asyncpg.Connection = await asyncpg.connect(**self._options)
+        except BaseException:
+            self._opened -= 1
+            self._pass_on(None)
+            raise
+        return connection
+
+    async def close(self) -> None:
+        """Close the idle connections; those in use are closed when they are given back."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(c.close() for c in idle), return_exceptions=True)
+
+    def terminate(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.terminate()
 
 
 # By SQLAlchemy's pool, which an engine's `execution_options` copies share: one direct pool each.
-_POOLS: weakref.WeakKeyDictionary[Pool, asyncpg.Pool] = weakref.WeakKeyDictionary()
-_OPENING: weakref.WeakKeyDictionary[Pool, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-async def _open_pool(engine: AsyncEngine) -> asyncpg.Pool:
-    key = engine.sync_engine.pool
-    async with _OPENING.setdefault(key, asyncio.Lock()):
-        pool = _POOLS.get(key)
-        if pool is None:
-            pool = await asyncpg.create_pool(
-                **_connect_args(engine),
-                min_size=0,
-                max_size=cast(QueuePool, engine.sync_engine.pool).size(),
-                reset=_no_reset,
-            )
-            _POOLS[key] = pool
-            event.listen(engine.sync_engine, "engine_disposed", lambda _: pool.terminate())
-        return pool
+_POOLS: weakref.WeakKeyDictionary[Pool, _Pool] = weakref.WeakKeyDictionary()
 
 
 def _connect_args(engine: AsyncEngine) -> dict[str, Any]:
@@ -173,9 +265,3 @@ def _connect_args(engine: AsyncEngine) -> dict[str, Any]:
     for adapter_only in ("prepared_statement_name_func", "async_creator_fn"):
         options.pop(adapter_only, None)
     return options
-
-
-async def _no_reset(_connection: asyncpg.Connection) -> None:
-    """Instead of asyncpg's reset query, a round trip on every release (each statement here):
-    these statements leave no session state (their lock timeout is SET LOCAL), and the pool
-    itself rolls back a transaction left open."""

@@ -77,7 +77,11 @@ async def reconcile(
     out: Callable[[str], None] = lambda _line: None,
 ) -> Report:
     """Run both passes against `settings`' database and Stripe; `out` gets each line."""
-    engine = create_engine(settings.database_url, settings.database_pool_size)
+    engine = create_engine(
+        settings.database_url,
+        settings.database_pool_size,
+        settings.database_direct_pool_size,
+    )
     gateway = StripeGateway(settings)
     report = Report()
 

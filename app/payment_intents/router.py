@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.auth import Caller
-from app.db import Session
+from app.db import Session, Sessions
 from app.errors import AppError
 from app.idempotency import claim_of
 from app.payment_intents import service
@@ -73,7 +73,11 @@ def _error(error: AppError) -> JSONResponse:
     responses={400: ERROR, **DECLINED, 503: UNKNOWN},
 )
 async def create_payment_intent(
-    body: PaymentIntentCreate, request: Request, session: Session, caller: Caller, stripe: Gateway
+    body: PaymentIntentCreate,
+    request: Request,
+    sessions: Sessions,
+    caller: Caller,
+    stripe: Gateway,
 ) -> PaymentIntentRead | Response:
     """Creates an order and its Stripe PaymentIntent, with Stripe's own parameters.
 
@@ -92,7 +96,7 @@ async def create_payment_intent(
     """
     key = (request.headers.get("idempotency-key") or "").strip() or None
     outcome = await service.create(
-        session, stripe, body, caller=caller, idempotency_key=key, claim=claim_of(request)
+        sessions, stripe, body, caller=caller, idempotency_key=key, claim=claim_of(request)
     )
     return _answer(outcome, secret=True)
 

@@ -9,18 +9,18 @@ A card declined by Stripe is an outcome to record, not an error to roll back: th
 `payment_failed` (and a confirm's attempt counter moves on, so the next try is a new Stripe
 request) in the committed transaction, and the router then answers 402 from `Outcome.error`.
 
-`create` departs from DESIGN.md's one commit per request, on purpose: it commits the `pending`
-order in a short transaction of its own BEFORE it calls Stripe, holds no database connection or
-lock while Stripe answers (so in-flight requests are not capped by the pool), then records the
-answer (`_record`: on Postgres one statement of its own while the order is still unlinked, else
-in the request's transaction). When Stripe's answer is lost (a timeout
+`create` departs from DESIGN.md's one commit per request, on purpose, and opens no request
+session: it commits the `pending` order in a short transaction of its own BEFORE it calls Stripe,
+holds no database connection or lock while Stripe answers (so in-flight requests are not capped
+by the pool), then records the answer in a second one (`_record`: on Postgres one statement while
+the order is still unlinked). When Stripe's answer is lost (a timeout
 or dropped connection after Stripe created the intent, retries exhausted), the request fails with
-503 `stripe_outcome_unknown` and rolls back, but the order stays: its id is in the error body,
+503 `stripe_outcome_unknown`, but the order stays: its id is in the error body,
 and it keys Stripe's idempotency key `order:{id}:pi`. A retry with the same `Idempotency-Key` (the
 order keeps the caller's key, unique per caller) finds that order and sends Stripe the same key,
 so Stripe replays the intent it created: one order, one intent. Without a key, the order waits
 `pending` with no intent until its webhook or `python -m app reconcile` links the intent. When
-Stripe definitely refused (a 4xx), the order is deleted again in the request's transaction.
+Stripe definitely refused (a 4xx), the order is deleted again.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any, cast
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from stripe.params import (
     PaymentIntentCancelParams,
     PaymentIntentCaptureParams,
@@ -38,7 +38,7 @@ from stripe.params import (
     PaymentIntentCreateParams,
 )
 
-from app.db import is_postgres
+from app.db import engine_of, is_postgres
 from app.errors import (
     AppError,
     CardDeclined,
@@ -92,7 +92,7 @@ class IdempotencyKeyReused(InvalidRequest):
 
 
 async def create(
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
     body: PaymentIntentCreate,
     *,
@@ -102,8 +102,8 @@ async def create(
     claim: Claim | None = None,
 ) -> Outcome:
     """Validate, commit the order (or find the one this caller's `idempotency_key` made), create
-    its intent on Stripe and record it. `claim`: the middleware's claim of the key, written with
-    the order (see app.idempotency)."""
+    its intent on Stripe and record it, each committed here. `claim`: the middleware's claim of
+    the key, written with the order (see app.idempotency)."""
     check_amount(body.amount, body.currency)
     if body.statement_descriptor is not None:
         raise InvalidRequest(
@@ -116,12 +116,20 @@ async def create(
     metadata = dict(body.metadata or {})
     _check_metadata(metadata)
     order_id, intent_id = await _committed_order(
-        session, body, metadata, source=source, owner=caller, key=idempotency_key, claim=claim
+        engine_of(sessions),
+        body,
+        metadata,
+        source=source,
+        owner=caller,
+        key=idempotency_key,
+        claim=claim,
     )
     if intent_id is not None:
         # An earlier request with this key got as far as Stripe: answer with its intent.
         intent = (await gateway.retrieve_payment_intent(intent_id)).to_dict()
-        return await _record(session, order_id, intent, source, failed=_failed(intent), claim=claim)
+        return await _record(
+            sessions, order_id, intent, source, failed=_failed(intent), claim=claim
+        )
     params = {
         **body.model_dump(exclude_none=True, exclude={"statement_descriptor"}),
         "metadata": {**metadata, ORDER_KEY: order_id},
@@ -137,21 +145,22 @@ async def create(
         exc.extra["order_id"] = order_id
         raise
     except CardDeclined as exc:
-        locked = await get_order(session, order_id, for_update=True)
-        if exc.extra.get("payment_intent") or locked.payment_intent:
-            return await _declined(session, gateway, locked, exc, source)
-        await discard_order(session, locked)
-        return Outcome(locked.id, {}, error=exc)
+        async with sessions.begin() as session:
+            locked = await get_order(session, order_id, for_update=True)
+            if exc.extra.get("payment_intent") or locked.payment_intent:
+                return await _declined(session, gateway, locked, exc, source)
+            await discard_order(session, locked)
+        return Outcome(order_id, {}, error=exc)
     except (InvalidRequest, NotFound, StripeFailure) as exc:
-        # Stripe refused to create anything: the order goes too (committed with the answer).
-        locked = await get_order(session, order_id, for_update=True)
-        await discard_order(session, locked)
-        return Outcome(locked.id, {}, error=exc)
-    return await _record(session, order_id, intent, source, claim=claim)
+        # Stripe refused to create anything: the order goes too.
+        async with sessions.begin() as session:
+            await discard_order(session, await get_order(session, order_id, for_update=True))
+        return Outcome(order_id, {}, error=exc)
+    return await _record(sessions, order_id, intent, source, claim=claim)
 
 
 async def _record(
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     order_id: str,
     intent: dict[str, Any],
     source: str,
@@ -163,30 +172,31 @@ async def _record(
     the answer for the Idempotency-Key `claim`, if it was written), or, when a webhook came first
     (or it is a decline), with the order locked."""
     if not failed:
-        if is_postgres(session):
+        engine = engine_of(sessions)
+        if is_postgres(engine):
             # One statement there, committed on its own (app.pg_direct).
             answer = also = None
             if claim is not None and claim.claimed:
                 read = PaymentIntentRead.of(intent, order_id, secret=True)
                 answer = read.model_dump_json().encode()
                 also = (ANSWER, claim.answer(answer))
-            linked = await link_payment_intent(
-                _engine(session), order_id, intent, source, also=also
-            )
+            linked = await link_payment_intent(engine, order_id, intent, source, also=also)
             if linked and claim is not None and answer is not None:
                 claim.answered = True
                 return Outcome(order_id, intent, body=answer)
         else:
-            linked = await link_payment_intent(session, order_id, intent, source)
+            async with sessions.begin() as session:
+                linked = await link_payment_intent(session, order_id, intent, source)
         if linked:
             return Outcome(order_id, intent)
-    order = await get_order(session, order_id, for_update=True)
-    await sync_payment_intent(session, order, intent, source, failed=failed)
+    async with sessions.begin() as session:
+        order = await get_order(session, order_id, for_update=True)
+        await sync_payment_intent(session, order, intent, source, failed=failed)
     return Outcome(order_id, intent)
 
 
 async def _committed_order(
-    session: AsyncSession,
+    engine: AsyncEngine,
     body: PaymentIntentCreate,
     metadata: dict[str, str],
     *,
@@ -198,7 +208,6 @@ async def _committed_order(
     """The order for this request, committed on its own (one statement on Postgres, with the
     `claim` of the key): the one an earlier request with the caller's `key`
     made, else a new `pending` one. Its id and payment intent's."""
-    engine = _engine(session)
     order: dict[str, Any] = {
         "amount": body.amount,
         "currency": body.currency,
@@ -231,12 +240,6 @@ async def _committed_order(
     if claim is not None:
         claim.claimed = True
     return order_id, None
-
-
-def _engine(session: AsyncSession) -> AsyncEngine:
-    engine = session.bind
-    assert isinstance(engine, AsyncEngine)
-    return engine
 
 
 def _same_request(

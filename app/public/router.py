@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.db import Session
+from app.db import Sessions
 from app.errors import AppError
 from app.payment_intents.router import ERROR, UNKNOWN
 from app.public import service
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api", tags=["frontend"])
     responses={400: ERROR, 404: ERROR, 409: ERROR, 503: UNKNOWN},
 )
 async def create_payment_intent(
-    body: PublicPaymentIntentCreate, request: Request, session: Session, stripe: Gateway
+    body: PublicPaymentIntentCreate, request: Request, sessions: Sessions, stripe: Gateway
 ) -> PublicPaymentIntent | JSONResponse:
     """For the shop's frontend, without an API key (CORS allows the origins in `CORS_ORIGINS`).
 
@@ -44,7 +44,7 @@ async def create_payment_intent(
     """
     key = (request.headers.get("idempotency-key") or "").strip() or None
     answer = await service.create_payment_intent(
-        session,
+        sessions,
         stripe,
         body,
         client_ip=request.client.host if request.client else "unknown",

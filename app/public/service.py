@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import AppError, Conflict, InvalidRequest, NotFound
 from app.models import OrderStatus
@@ -33,27 +33,27 @@ INTENT_PAYABLE = frozenset({"requires_payment_method", "requires_confirmation", 
 
 
 async def create_payment_intent(
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
     body: PublicPaymentIntentCreate,
     *,
     client_ip: str,
     idempotency_key: str | None = None,
 ) -> PublicPaymentIntent | AppError:
-    """The intent for a cart or an order; or Stripe's refusal, to render once the discarded
-    order is committed."""
+    """The intent for a cart or an order, committed; or Stripe's refusal, to render (the
+    discarded order's removal committed)."""
     if body.items is not None and body.order_id is not None:
         raise InvalidRequest(
             "Send either `items` or `order_id`, not both.", code="parameter_invalid", param="items"
         )
     if body.items is not None:
         owner = "public:" + hashlib.sha256(client_ip.encode()).hexdigest()[:48]
-        outcome = await _for_cart(session, gateway, body.items, owner, idempotency_key)
+        outcome = await _for_cart(sessions, gateway, body.items, owner, idempotency_key)
         if outcome.error is not None:
             return outcome.error
         order_id, intent = outcome.order_id, outcome.intent
     elif body.order_id is not None:
-        order_id, intent = await _for_order(session, gateway, body.order_id)
+        order_id, intent = await _for_order(sessions, gateway, body.order_id)
     else:
         raise InvalidRequest(
             "Send `items` (Stripe prices and quantities) or the `order_id` of an order the shop "
@@ -71,7 +71,7 @@ async def create_payment_intent(
 
 
 async def _for_cart(
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
     items: list[CartItem],
     owner: str,
@@ -122,40 +122,46 @@ async def _for_cart(
         {"amount": amount, "currency": currency, "automatic_payment_methods": {"enabled": True}}
     )
     return await payment_intents.create(
-        session, gateway, create, source=SOURCE, caller=owner, idempotency_key=idempotency_key
+        sessions, gateway, create, source=SOURCE, caller=owner, idempotency_key=idempotency_key
     )
 
 
 async def _for_order(
-    session: AsyncSession, gateway: StripeGateway, order_id: str
+    sessions: async_sessionmaker[AsyncSession], gateway: StripeGateway, order_id: str
 ) -> tuple[str, dict[str, Any]]:
-    try:
-        order = await get_order(session, order_id, for_update=True)
-    except NotFound:
-        raise NotFound(f"No such order: '{order_id}'", param="order_id") from None
-    if order.checkout_session is not None:
-        raise Conflict(
-            f"Order '{order_id}' is paid through a Checkout Session, not a payment intent.",
-            code="order_not_payable",
+    async with sessions.begin() as session:
+        try:
+            order = await get_order(session, order_id, for_update=True)
+        except NotFound:
+            raise NotFound(f"No such order: '{order_id}'", param="order_id") from None
+        if order.checkout_session is not None:
+            raise Conflict(
+                f"Order '{order_id}' is paid through a Checkout Session, not a payment intent.",
+                code="order_not_payable",
+            )
+        if order.status not in PAYABLE:
+            raise Conflict(
+                f"Order '{order_id}' is {order.status}: only a pending or failed order can be "
+                "paid.",
+                code="order_not_payable",
+            )
+        if order.payment_intent is None:
+            outcome = await create_for_order(
+                session,
+                gateway,
+                order,
+                {"automatic_payment_methods": {"enabled": True}},
+                source=SOURCE,
+            )
+            return order.id, outcome.intent
+        intent = (await gateway.retrieve_payment_intent(order.payment_intent)).to_dict()
+        if intent["status"] not in INTENT_PAYABLE:
+            raise Conflict(
+                f"Order '{order_id}' has a payment intent that is {intent['status']}; it cannot be "
+                "paid again.",
+                code="order_not_payable",
+            )
+        await sync_payment_intent(
+            session, order, intent, SOURCE, failed=intent.get("last_payment_error") is not None
         )
-    if order.status not in PAYABLE:
-        raise Conflict(
-            f"Order '{order_id}' is {order.status}: only a pending or failed order can be paid.",
-            code="order_not_payable",
-        )
-    if order.payment_intent is None:
-        outcome = await create_for_order(
-            session, gateway, order, {"automatic_payment_methods": {"enabled": True}}, source=SOURCE
-        )
-        return order.id, outcome.intent
-    intent = (await gateway.retrieve_payment_intent(order.payment_intent)).to_dict()
-    if intent["status"] not in INTENT_PAYABLE:
-        raise Conflict(
-            f"Order '{order_id}' has a payment intent that is {intent['status']}; it cannot be "
-            "paid again.",
-            code="order_not_payable",
-        )
-    await sync_payment_intent(
-        session, order, intent, SOURCE, failed=intent.get("last_payment_error") is not None
-    )
-    return order.id, intent
+        return order.id, intent

@@ -2,14 +2,16 @@
 order already linked to that intent, on Postgres.
 
 One transaction on the driver (`app.pg_direct`), no ORM, four round trips where the general
-path (`handlers`) takes six: lock the order (with the inbox's lock timeout), store the event
-with its outcome (a redelivery stops there, having written nothing), write the order's change
-in one statement (`orders.service.plan_payment_intent_sync`, as the general path), commit. The
-order is locked before the event is stored, so the outcome is known when the row is written.
+path (`handlers`) takes six: lock the order, store the event with its outcome (a redelivery
+stops there, having written nothing), write the order's change in one statement
+(`orders.service.plan_payment_intent_sync`, as the general path), commit. The order is locked
+before the event is stored, so the outcome is known when the row is written.
 
-Anything else returns None, having written nothing, and takes the general path: an order not
-linked yet (found by metadata), a move out of `payment_failed` (Stripe is asked), a refund
-recorded before its payment, an event without an intent id or status.
+Anything else returns None, having written nothing, and takes the general path: an order
+another transaction holds (the general path waits for it, with the inbox's lock timeout, on
+SQLAlchemy's pool: a direct connection never waits for a lock), an order not linked yet (found
+by metadata), a move out of `payment_failed` (Stripe is asked), a refund recorded before its
+payment, an event without an intent id or status.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from app.webhooks.inbox import (
     STORE,
     Outcome,
     Receipt,
-    lock_timeout,
     log_outcome,
     outcome_of,
     store_params,
@@ -37,7 +38,6 @@ from app.webhooks.inbox import (
 # All but `created`, which the general path checks against the mirror.
 TYPES = frozenset(PAYMENT_INTENT_EVENTS) - {"payment_intent.created"}
 _ORDERS = cast(Table, Order.__table__)
-_TIMEOUT = lock_timeout()
 _LOCKED_ORDER = (
     select(
         *(
@@ -45,8 +45,8 @@ _LOCKED_ORDER = (
             for name in ("id", "status", "amount_received", "amount_refunded", "payment_intent")
         )
     )
-    .where(_ORDERS.c.payment_intent == bindparam("value"), _TIMEOUT.c.value.is_not(None))
-    .with_for_update(of=_ORDERS)
+    .where(_ORDERS.c.payment_intent == bindparam("value"))
+    .with_for_update(of=_ORDERS, skip_locked=True)
 )
 
 

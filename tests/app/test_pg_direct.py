@@ -1,15 +1,19 @@
 """app.pg_direct on a real Postgres (`TEST_DATABASE_URL`): it connects as SQLAlchemy does, the
-URL's options included, and its errors are SQLAlchemy's, which the callers catch."""
+URL's options included, its pool has the size it is given, its errors are SQLAlchemy's, which the
+callers catch, and the webhook fast path on it never waits for a lock."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import asyncpg
 import pytest
+import sqlalchemy
 from sqlalchemy import (
     Column,
     Integer,
@@ -23,6 +27,7 @@ from sqlalchemy import (
     literal,
     select,
     table,
+    text,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +35,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import pg_direct
 from app.db import autocommit, create_engine
+from app.orders.service import insert_order, link_payment_intent
+from app.webhooks import fast_path
+from app.webhooks.inbox import Outcome, Receipt
+from tests.fixtures.service import migrate, sync_url
 
 POSTGRES = os.environ.get("TEST_DATABASE_URL")
 pytestmark = pytest.mark.skipif(not POSTGRES, reason="TEST_DATABASE_URL is not set")
@@ -37,7 +46,7 @@ pytestmark = pytest.mark.skipif(not POSTGRES, reason="TEST_DATABASE_URL is not s
 
 def with_engine(url: str, work: Callable[[AsyncEngine], Awaitable[Any]]) -> Any:
     async def run() -> Any:
-        engine = create_engine(url, 2)
+        engine = create_engine(url, 20, direct_pool_size=2)
         try:
             return await work(engine)
         finally:
@@ -103,7 +112,8 @@ def test_the_engine_and_its_autocommit_copy_share_one_pool_closed_with_the_engin
     backend = select(func.pg_backend_pid().label("pid"), func.pg_sleep(0.2))
 
     async def work(engine: AsyncEngine) -> tuple[set[int], set[int]]:
-        # Four statements at once on each, through a pool of 2 (`with_engine`).
+        # Four statements at once on each, through a direct pool of 2 (`with_engine`; SQLAlchemy's
+        # pool is 20).
         calls = [pg_direct.fetch(e, backend, {}) for e in (engine, autocommit(engine)) * 4]
         pids = {row["pid"] for rows in await asyncio.gather(*calls) for row in rows}
         await pg_direct.close(engine)
@@ -124,3 +134,108 @@ def test_the_engine_and_its_autocommit_copy_share_one_pool_closed_with_the_engin
 
     assert len(pids) <= 2
     assert left == set()
+
+
+def test_a_statement_cancelled_midway_gives_up_its_connection_and_its_place() -> None:
+    assert POSTGRES is not None
+    backend = select(func.pg_backend_pid().label("pid"))
+    slow = select(func.pg_backend_pid().label("pid"), func.pg_sleep(5))
+
+    async def work(engine: AsyncEngine) -> tuple[int, list[int]]:
+        first = (await pg_direct.fetch(engine, backend, {}))[0]["pid"]
+        # The slow statement takes that (idle) connection and is cancelled midway.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pg_direct.fetch(engine, slow, {}), 0.3)
+        # Its connection is closed, not handed out again; its place in the pool of 2 is free.
+        after = [
+            (await asyncio.wait_for(pg_direct.fetch(engine, backend, {}), 5))[0]["pid"]
+            for _ in range(3)
+        ]
+        return first, after
+
+    first, after = with_engine(POSTGRES, work)
+
+    assert first not in after
+    assert len(set(after)) == 1
+
+
+def test_the_webhook_fast_path_leaves_an_order_another_transaction_holds_to_the_general_path() -> (
+    None
+):
+    assert POSTGRES is not None
+    intent = {
+        "id": f"pi_held_{secrets.token_hex(4)}",
+        "object": "payment_intent",
+        "amount": 2000,
+        "currency": "usd",
+        "status": "requires_payment_method",
+        "created": 1_700_000_000,
+        "metadata": {},
+    }
+    succeeded = {**intent, "status": "succeeded", "amount_received": 2000}
+    event = {
+        "id": f"evt_held_{secrets.token_hex(4)}",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": 1_700_000_100,
+        "data": {"object": succeeded},
+    }
+
+    with migrated_database() as url:
+
+        async def work(engine: AsyncEngine) -> tuple[Receipt | None, int, Receipt | None, str]:
+            order_id = await insert_order(engine, amount=2000, currency="usd", source="test")
+            assert await link_payment_intent(engine, order_id, intent, "test")
+            held = await asyncpg.connect(
+                make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+            )
+            try:
+                async with held.transaction():
+                    await held.execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", order_id)
+                    while_held = await fast_path.receive(engine, event)
+                    stored = await pg_direct.fetch(engine, _EVENT_COUNT, {"id": event["id"]})
+            finally:
+                await held.close()
+            released = await fast_path.receive(engine, event)
+            status = await pg_direct.fetch(engine, _ORDER_STATUS, {"id": order_id})
+            return while_held, stored[0]["n"], released, status[0]["status"]
+
+        while_held, stored, released, status = with_engine(url, work)
+
+    # Held elsewhere: not waited for, nothing written; the general path takes the event.
+    assert while_held is None
+    assert stored == 0
+    # Released: the fast path applies it.
+    assert released is not None
+    assert released.outcome is Outcome.APPLIED
+    assert status == "paid"
+
+
+_EVENT_COUNT = select(func.count().label("n")).where(
+    table("webhook_events", column("stripe_event_id")).c.stripe_event_id == bindparam("id")
+)
+_ORDER_STATUS = select(table("orders", column("id"), column("status")).c.status).where(
+    column("id") == bindparam("id")
+)
+
+
+@contextlib.contextmanager
+def migrated_database() -> Iterator[str]:
+    """A new database on TEST_DATABASE_URL's server, migrated, dropped afterwards."""
+    assert POSTGRES is not None
+    base = make_url(POSTGRES)
+    name = f"{base.database}_direct_{secrets.token_hex(4)}"
+    admin = sqlalchemy.create_engine(
+        sync_url(base.set(database="postgres").render_as_string(hide_password=False)),
+        isolation_level="AUTOCOMMIT",
+    )
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
