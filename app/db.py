@@ -1,8 +1,9 @@
 """The engine, and the session dependency: one transaction per request, committed before the
 response is sent and rolled back on any error. Services flush; they never commit, except where
 a write must be committed before Stripe is called or is one statement on its own (`autocommit`:
-the Idempotency-Key rows, the create of `POST /payment-intents`; on Postgres those run on the
-driver directly, `app.pg_direct`)."""
+the Idempotency-Key rows; on Postgres those run on the driver directly, `app.pg_direct`). The
+creates of a payment intent (`POST /payment-intents`, the public one) open no request session:
+they take the sessionmaker (`Sessions`) and commit each of their steps themselves."""
 
 from __future__ import annotations
 

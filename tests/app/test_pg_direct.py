@@ -8,12 +8,11 @@ import asyncio
 import contextlib
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import pytest
-import sqlalchemy
 from sqlalchemy import (
     Column,
     Integer,
@@ -27,7 +26,6 @@ from sqlalchemy import (
     literal,
     select,
     table,
-    text,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -38,7 +36,7 @@ from app.db import autocommit, create_engine
 from app.orders.service import insert_order, link_payment_intent
 from app.webhooks import fast_path
 from app.webhooks.inbox import Outcome, Receipt
-from tests.fixtures.service import migrate, sync_url
+from tests.fixtures.service import postgres_database
 
 POSTGRES = os.environ.get("TEST_DATABASE_URL")
 pytestmark = pytest.mark.skipif(not POSTGRES, reason="TEST_DATABASE_URL is not set")
@@ -181,7 +179,7 @@ def test_the_webhook_fast_path_leaves_an_order_another_transaction_holds_to_the_
         "data": {"object": succeeded},
     }
 
-    with migrated_database() as url:
+    with postgres_database(POSTGRES, "direct") as url:
 
         async def work(engine: AsyncEngine) -> tuple[Receipt | None, int, Receipt | None, str]:
             order_id = await insert_order(engine, amount=2000, currency="usd", source="test")
@@ -217,25 +215,3 @@ _EVENT_COUNT = select(func.count().label("n")).where(
 _ORDER_STATUS = select(table("orders", column("id"), column("status")).c.status).where(
     column("id") == bindparam("id")
 )
-
-
-@contextlib.contextmanager
-def migrated_database() -> Iterator[str]:
-    """A new database on TEST_DATABASE_URL's server, migrated, dropped afterwards."""
-    assert POSTGRES is not None
-    base = make_url(POSTGRES)
-    name = f"{base.database}_direct_{secrets.token_hex(4)}"
-    admin = sqlalchemy.create_engine(
-        sync_url(base.set(database="postgres").render_as_string(hide_password=False)),
-        isolation_level="AUTOCOMMIT",
-    )
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate(url)
-        yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
