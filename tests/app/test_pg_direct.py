@@ -190,7 +190,8 @@ def test_the_webhook_fast_path_leaves_an_order_another_transaction_holds_to_the_
             try:
                 async with held.transaction():
                     await held.execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", order_id)
-                    while_held = await fast_path.receive(engine, event)
+                    # Bounded: a fast path that waited for the lock would wait for ever here.
+                    while_held = await asyncio.wait_for(fast_path.receive(engine, event), 10)
                     stored = await pg_direct.fetch(engine, _EVENT_COUNT, {"id": event["id"]})
             finally:
                 await held.close()
