@@ -224,10 +224,10 @@ async def apply_event(
     inbox, applied only if new), in its own transaction. Raises what `receive` raises
     (`handlers.OrderNotReady` when its order is not here, any other AppError)."""
     event_id, event_type = payload["id"], payload["type"]
-    async with sessionmaker() as session, session.begin():
-        receipt = await handlers.receive(session, gateway, payload)
-        moves: list[OrderHistory] = []
-        if receipt.order_id is not None:
+    receipt = await handlers.receive(sessionmaker, gateway, payload)
+    moves: list[OrderHistory] = []
+    if receipt.order_id is not None:
+        async with sessionmaker() as session:
             moves = list(
                 await session.scalars(
                     select(OrderHistory)

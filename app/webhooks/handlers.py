@@ -1,11 +1,11 @@
 """Stripe events → order transitions, behind the inbox (`inbox`).
 
 `receive` stores the event in the inbox (`webhook_events`, unique on the Stripe event id) with
-INSERT … ON CONFLICT DO NOTHING and applies it only when the row is new, in one transaction: a
-redelivery changes nothing, and a failure leaves nothing half-applied, so Stripe's retry finds
-the event unprocessed. On Postgres the usual delivery (a payment intent's event for the order
-linked to it) is taken by `fast_path`, with the same guarantees; every other event is applied
-here, in the request's transaction.
+INSERT … ON CONFLICT DO NOTHING and applies it only when the row is new, in one transaction of
+its own: a redelivery changes nothing, and a failure leaves nothing half-applied, so Stripe's
+retry finds the event unprocessed. On Postgres the usual delivery (a payment intent's event for
+the order linked to it) is taken by `fast_path`, with the same guarantees; every other event is
+applied here.
 
 Stripe does not order its deliveries. Every handler is written so the order ends in Stripe's
 final state whatever the order of arrival: the state machine refuses moves backwards, amounts
@@ -22,9 +22,9 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import is_postgres
+from app.db import engine_of, is_postgres
 from app.errors import AppError, NotFound
 from app.models import CheckoutSession, Order, OrderStatus, PaymentIntent
 from app.observability import record_webhook
@@ -96,18 +96,18 @@ Handler = Callable[[Event], Awaitable[Result]]
 
 
 async def receive(
-    session: AsyncSession, gateway: StripeGateway, payload: dict[str, Any]
+    sessions: async_sessionmaker[AsyncSession], gateway: StripeGateway, payload: dict[str, Any]
 ) -> Receipt:
-    """Store a verified event once and, if it is new, apply it."""
+    """Store a verified event once and, if it is new, apply it; committed when it returns."""
     event_id, event_type = payload["id"], payload["type"]
     try:
-        if is_postgres(session):
-            engine = session.bind
-            assert isinstance(engine, AsyncEngine)
+        engine = engine_of(sessions)
+        if is_postgres(engine):
             receipt = await fast_path.receive(engine, payload)
             if receipt is not None:
                 return receipt
-        return await _store_and_apply(session, gateway, payload)
+        async with sessions.begin() as session:
+            return await _store_and_apply(session, gateway, payload)
     except DBAPIError as exc:
         if not _lock_timeout(exc):
             # The database is unreachable or refused a write: nothing of the event was kept.

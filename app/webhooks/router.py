@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from app.db import Session
+from app.db import Sessions
 from app.errors import InvalidRequest
 from app.stripe_gateway import Gateway, SignatureError
 from app.webhooks import handlers
@@ -83,7 +83,7 @@ RECEIPTS[True, None] = _rendered(True, None)
         },
     },
 )
-async def receive(request: Request, session: Session, stripe: Gateway) -> Response:
+async def receive(request: Request, sessions: Sessions, stripe: Gateway) -> Response:
     """The endpoint to register with Stripe. `Stripe-Signature` is verified over the raw body
     with `STRIPE_WEBHOOK_SECRET`, allowing 300 seconds of clock difference; a missing, invalid
     or stale signature is a 400 and nothing is stored.
@@ -117,5 +117,5 @@ async def receive(request: Request, session: Session, stripe: Gateway) -> Respon
             "The signed body is not a Stripe event: it lacks `id` or `type`.",
             code="webhook_payload_invalid",
         )
-    receipt = await handlers.receive(session, stripe, payload)
+    receipt = await handlers.receive(sessions, stripe, payload)
     return Response(RECEIPTS[receipt.duplicate, receipt.outcome], media_type="application/json")
