@@ -39,7 +39,12 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value, default=_json_default).decode()
 
 
-def create_engine(url: str, pool_size: int = 20, direct_pool_size: int = 8) -> AsyncEngine:
+DIRECT_POOL_SIZE = 8  # `DATABASE_DIRECT_POOL_SIZE`'s default
+
+
+def create_engine(
+    url: str, pool_size: int = 20, direct_pool_size: int = DIRECT_POOL_SIZE
+) -> AsyncEngine:
     """The engine, its pool of `pool_size` connections, and on Postgres the size of the direct
     pool that app.pg_direct opens beside it (`direct_pool_size`)."""
     # No pre-ping: it cost a round trip on every checkout. A connection the server dropped
@@ -62,7 +67,7 @@ def create_engine(url: str, pool_size: int = 20, direct_pool_size: int = 8) -> A
 
 
 def direct_pool_size(engine: AsyncEngine) -> int:
-    return _DIRECT_POOL_SIZES.get(engine.sync_engine.pool, 8)
+    return _DIRECT_POOL_SIZES.get(engine.sync_engine.pool, DIRECT_POOL_SIZE)
 
 
 # By SQLAlchemy's pool, which an engine's `execution_options` copies share.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -65,14 +66,19 @@ class Claim:
             "k_created_at": utcnow(),
         }
 
-    def answer(self, body: bytes) -> dict[str, Any]:
-        """ANSWER's parameters: a 200 with this JSON body, stored as the middleware stores it."""
-        return {
-            "a_owner": self.owner,
-            "a_key": self.key,
-            "a_status_code": 200,
-            "a_response": _stored([("content-type", "application/json")], body),
-        }
+    def answer(
+        self,
+        body: bytes,
+        status: int = 200,
+        headers: Sequence[tuple[str, str]] = (("content-type", "application/json"),),
+    ) -> dict[str, Any]:
+        """ANSWER's parameters: this answer (by default a 200 with a JSON body), as kept."""
+        stored = orjson.dumps({"headers": headers, "body": body.decode("utf-8")}).decode()
+        return {**self.this_key(), "a_status_code": status, "a_response": stored}
+
+    def this_key(self) -> dict[str, Any]:
+        """The release's parameters (and the row ANSWER updates)."""
+        return {"a_owner": self.owner, "a_key": self.key}
 
 
 class ClaimTaken(Exception):
@@ -126,9 +132,7 @@ class IdempotencyMiddleware:
 
         async def claimed() -> bool:
             """Claim the key here; False when it is taken (and answered)."""
-            taken, existing = await self._claim(
-                engine, sessionmaker, owner, key, fingerprint, lease
-            )
+            taken, existing = await self._claim(engine, sessionmaker, claim, lease)
             if taken:
                 claim.claimed = True
                 return True
@@ -149,7 +153,7 @@ class IdempotencyMiddleware:
                 captured = await self._respond(scope, body, receive)
         except BaseException:
             if claim.claimed:
-                await self._release(engine, owner, key)
+                await _write(engine, _RELEASE, claim.this_key())
             raise
         kept = captured.status < 500 and captured.status not in NOT_KEPT
         if kept and not claim.claimed and not await claimed():
@@ -158,9 +162,10 @@ class IdempotencyMiddleware:
             return
         if claim.claimed and not claim.answered:
             if kept:
-                await self._store(engine, owner, key, captured)
+                answer = claim.answer(captured.body, captured.status, captured.kept_headers())
+                await _write(engine, ANSWER, answer)
             else:
-                await self._release(engine, owner, key)
+                await _write(engine, _RELEASE, claim.this_key())
         await captured.replay(send)
 
     async def _respond(self, scope: Scope, body: bytes, receive: Receive) -> _Captured:
@@ -172,19 +177,14 @@ class IdempotencyMiddleware:
         self,
         engine: AsyncEngine,
         sessionmaker: async_sessionmaker[AsyncSession],
-        owner: str,
-        key: str,
-        fingerprint: str,
+        claim: Claim,
         lease: timedelta,
     ) -> tuple[bool, IdempotencyKey | None]:
         """Claim the key, or the row that holds it. A new key (the usual case) is one INSERT
         on its own; a key in use takes the slower path below."""
+        owner, key, fingerprint = claim.owner, claim.key, claim.fingerprint
         try:
-            await _write(
-                engine,
-                _CLAIM,
-                {"owner": owner, "key": key, "fingerprint": fingerprint, "created_at": utcnow()},
-            )
+            await _write(engine, CLAIM, claim.params())
             return True, None
         except IntegrityError:
             pass
@@ -233,14 +233,6 @@ class IdempotencyMiddleware:
         await session.commit()
         return bool(getattr(result, "rowcount", 0) == 1)
 
-    async def _store(self, engine: AsyncEngine, owner: str, key: str, captured: _Captured) -> None:
-        response = _stored(captured.kept_headers(), captured.body)
-        params = {"o": owner, "k": key, "status_code": captured.status, "response": response}
-        await _write(engine, _STORE, params)
-
-    async def _release(self, engine: AsyncEngine, owner: str, key: str) -> None:
-        await _write(engine, _RELEASE, {"o": owner, "k": key})
-
 
 async def _write(engine: AsyncEngine, statement: Executable, params: dict[str, Any]) -> None:
     """One statement, in autocommit: no BEGIN and COMMIT round trips around it."""
@@ -253,28 +245,16 @@ async def _write(engine: AsyncEngine, statement: Executable, params: dict[str, A
 
 _KEYS = cast(Table, IdempotencyKey.__table__)
 _CLAIMED = ("owner", "key", "fingerprint", "created_at")
-_CLAIM = insert(_KEYS).values({name: bindparam(name) for name in _CLAIMED})
-# The claim and the answer as an endpoint writes them, in its own statements (parameters:
-# `Claim.params`, `Claim.answer`); the claim is left to it in the request's state under this key.
+# The claim, the answer and the release of a key, the middleware's and (in a statement of its
+# own) a deferred endpoint's, parameters from `Claim`; the claim is left to such an endpoint in
+# the request's state under `_CLAIM_STATE`.
 _CLAIM_STATE = "idempotency_claim"
 CLAIM = insert(_KEYS).values({name: bindparam(f"k_{name}") for name in _CLAIMED})
+_THIS_KEY = (_KEYS.c.owner == bindparam("a_owner")) & (_KEYS.c.key == bindparam("a_key"))
 ANSWER = (
     update(_KEYS)
-    .where(_KEYS.c.owner == bindparam("a_owner"), _KEYS.c.key == bindparam("a_key"))
-    .values(status_code=bindparam("a_status_code"), response=bindparam("a_response"))
-)
-
-
-def _stored(headers: list[tuple[str, str]], body: bytes) -> str:
-    """An answer as the key keeps it."""
-    return orjson.dumps({"headers": headers, "body": body.decode("utf-8")}).decode()
-
-
-_THIS_KEY = (_KEYS.c.owner == bindparam("o")) & (_KEYS.c.key == bindparam("k"))
-_STORE = (
-    update(_KEYS)
     .where(_THIS_KEY)
-    .values(status_code=bindparam("status_code"), response=bindparam("response"))
+    .values(status_code=bindparam("a_status_code"), response=bindparam("a_response"))
 )
 _RELEASE = delete(_KEYS).where(_THIS_KEY, _KEYS.c.status_code.is_(None))
 
