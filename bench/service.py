@@ -2,16 +2,17 @@
 
 Starts the emulator, the service on Postgres (uvicorn, a worker per core) and the anchor, the seed's
 Express `POST /api/create-payment-intent` (bench/express, its npm packages installed in a
-temporary folder), both calling the same emulator. Drives them with wrk, alternating runs, in two
-regimes: (a) no added Stripe latency, 32 connections; (b) 500 ms of emulator latency, 200
-connections. Prints requests/s, p50 and p99 for both and the ratio service/Express per regime,
-plus the latency the service adds on top of the Stripe call at 1 connection, and webhook
-ingestion: signed `payment_intent.succeeded` events for existing orders posted as fast as the
-service takes them, checked exactly once on Postgres, against a bare endpoint that only verifies
-the signature (bench/webhook_bare.py). Run with
-`make bench-service` (`python -m bench.service --seconds S --rounds R`); needs wrk, node and npm
-and a Postgres server (`--database-url`, default a `payments_bench` database on 127.0.0.1,
-recreated).
+temporary folder), both calling the same emulator, and beside them the framework's ceiling: the
+same endpoint in FastAPI making the service's Stripe call and nothing else
+(bench/payment_intent_bare.py). Drives them with wrk, alternating runs, in two regimes: (a) no
+added Stripe latency, 32 connections; (b) 500 ms of emulator latency, 200 connections. Prints
+requests/s, p50 and p99 for each and the ratios to Express per regime, plus the latency the
+service adds on top of the Stripe call at 1 connection, and webhook ingestion: signed
+`payment_intent.succeeded` events for existing orders posted as fast as the service takes them,
+checked exactly once on Postgres, against a bare endpoint that only verifies the signature
+(bench/webhook_bare.py). Run with `make bench-service` (`python -m bench.service --seconds S
+--rounds R`); needs wrk, node and npm and a Postgres server (`--database-url`, default a
+`payments_bench` database on 127.0.0.1, recreated).
 """
 
 from __future__ import annotations
@@ -125,12 +126,28 @@ def service_env(database_url: str, stripe_base: str) -> dict[str, str]:
     }
 
 
+@dataclass
+class Stack:
+    service: Target
+    express: Target
+    # The framework's ceiling: FastAPI and the service's Stripe call alone (payment_intent_bare).
+    fastapi: Target
+    # The emulator itself, for the added latency.
+    emulator: Target
+
+
+def uvicorn(app: str, port: int, workers: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--log-level", "warning", "--workers", str(workers)]
+    process = subprocess.Popen(command, env=env)
+    wait_for_port(port, process, app)
+    return process
+
+
 @contextmanager
-def stack(
-    database_url: str, node_dir: Path, latency_ms: int, workers: int
-) -> Iterator[tuple[Target, ...]]:
-    """The emulator, the service and the anchor, both pointed at that emulator."""
-    emulator_port, service_port, express_port = free_port(), free_port(), free_port()
+def stack(database_url: str, node_dir: Path, latency_ms: int, workers: int) -> Iterator[Stack]:
+    """The emulator, the service and the anchors, all pointed at that emulator."""
+    emulator_port, service_port, express_port, bare_port = (free_port() for _ in range(4))
     emulator_base = f"http://127.0.0.1:{emulator_port}"
     command = [sys.executable, "-m", "emulator", "--port", str(emulator_port), "--empty"]
     if latency_ms:
@@ -139,26 +156,8 @@ def stack(
     try:
         wait_for_port(emulator_port, processes[0], "the emulator")
         env = service_env(database_url, emulator_base)
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "app.main:app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(service_port),
-                    "--log-level",
-                    "warning",
-                    "--workers",
-                    str(workers),
-                ],
-                env=env,
-            )
-        )
-        wait_for_port(service_port, processes[-1], "the service")
+        processes.append(uvicorn("app.main:app", service_port, workers, env))
+        processes.append(uvicorn("bench.payment_intent_bare:app", bare_port, workers, env))
         processes.append(
             subprocess.Popen(
                 ["node", "--no-warnings", "server.js"],
@@ -173,10 +172,11 @@ def stack(
             )
         )
         wait_for_port(express_port, processes[-1], "the Express anchor")
-        yield (
-            Target("service", f"http://127.0.0.1:{service_port}/payment-intents", API_KEY),
-            Target("express", f"http://127.0.0.1:{express_port}/api/create-payment-intent"),
-            Target(
+        yield Stack(
+            service=Target("service", f"http://127.0.0.1:{service_port}/payment-intents", API_KEY),
+            express=Target("express", f"http://127.0.0.1:{express_port}/api/create-payment-intent"),
+            fastapi=Target("fastapi", f"http://127.0.0.1:{bare_port}/payment-intents"),
+            emulator=Target(
                 "emulator",
                 f"{emulator_base}/v1/payment_intents",
                 STRIPE_KEY,
@@ -207,15 +207,13 @@ def summarise(runs: list[Run]) -> Summary:
     )
 
 
-def regime(
-    targets: tuple[Target, ...], *, connections: int, seconds: int, rounds: int
-) -> dict[str, Summary]:
-    service, express = targets[0], targets[1]
-    for target in (service, express):
+def regime(running: Stack, *, connections: int, seconds: int, rounds: int) -> dict[str, Summary]:
+    targets = (running.service, running.express, running.fastapi)
+    for target in targets:
         wrk(target, connections=connections, seconds=2)  # warm-up
-    runs: dict[str, list[Run]] = {"service": [], "express": []}
+    runs: dict[str, list[Run]] = {target.name: [] for target in targets}
     for _ in range(rounds):
-        for target in (service, express):
+        for target in targets:
             runs[target.name].append(wrk(target, connections=connections, seconds=seconds))
     return {name: summarise(r) for name, r in runs.items()}
 
@@ -227,7 +225,9 @@ def print_regime(title: str, results: dict[str, Summary]) -> None:
             f"  {name:>8}: {s.rps:8.0f} req/s  p50 {s.p50_ms:7.2f} ms  p99 {s.p99_ms:7.2f} ms  "
             f"errors {s.errors}"
         )
-    print(f"  ratio service/express: {results['service'].rps / results['express'].rps:.2f}")
+    express = results["express"].rps
+    print(f"  ratio service/express: {results['service'].rps / express:.2f}")
+    print(f"  ratio fastapi/express: {results['fastapi'].rps / express:.2f} (the framework alone)")
 
 
 def create_orders(target: Target, count: int) -> list[dict[str, object]]:
@@ -400,16 +400,19 @@ def main() -> None:
             f"wrk, {args.seconds} s runs, {args.rounds} alternating rounds per target; "
             'body {"amount": 2000, "currency": "usd"}'
         )
-        print(f"service: uvicorn, {args.workers} worker process(es); express: one node process")
-        with stack(args.database_url, Path(node_dir), 0, args.workers) as targets:
-            a = regime(targets, connections=32, seconds=args.seconds, rounds=args.rounds)
-            wrk(targets[2], connections=1, seconds=2)
-            direct = wrk(targets[2], connections=1, seconds=args.seconds)
-            alone = wrk(targets[0], connections=1, seconds=args.seconds)
+        print(
+            f"service and fastapi: uvicorn, {args.workers} worker process(es) each; express: one "
+            "node process"
+        )
+        with stack(args.database_url, Path(node_dir), 0, args.workers) as running:
+            a = regime(running, connections=32, seconds=args.seconds, rounds=args.rounds)
+            wrk(running.emulator, connections=1, seconds=2)
+            direct = wrk(running.emulator, connections=1, seconds=args.seconds)
+            alone = wrk(running.service, connections=1, seconds=args.seconds)
             print_regime("(a) no added Stripe latency, 32 connections", a)
-            webhooks(targets[0], args.database_url, args.orders, args.seconds, Path(node_dir))
-        with stack(args.database_url, Path(node_dir), args.latency_ms, args.workers) as targets:
-            b = regime(targets, connections=200, seconds=args.seconds, rounds=args.rounds)
+            webhooks(running.service, args.database_url, args.orders, args.seconds, Path(node_dir))
+        with stack(args.database_url, Path(node_dir), args.latency_ms, args.workers) as running:
+            b = regime(running, connections=200, seconds=args.seconds, rounds=args.rounds)
         print_regime(f"(b) {args.latency_ms} ms of emulator latency, 200 connections", b)
     print("added latency at 1 connection, no added Stripe latency:")
     print(f"  emulator direct create p50 {direct.p50_ms:6.2f} ms ({direct.rps:.0f} req/s)")
