@@ -49,9 +49,13 @@ def test_the_sdk_formats_its_log_lines_only_when_they_are_written(
 
     monkeypatch.setattr(stripe._util, "logfmt", counted)
     monkeypatch.delenv("STRIPE_LOG", raising=False)
-    logging.getLogger("stripe").setLevel(logging.NOTSET)
-
-    _create_a_customer(emulator_process)
+    sdk_logger = logging.getLogger("stripe")
+    level = sdk_logger.level
+    sdk_logger.setLevel(logging.NOTSET)
+    try:
+        _create_a_customer(emulator_process)
+    finally:
+        sdk_logger.setLevel(level)
     assert formatted == []
 
     with caplog.at_level(logging.INFO, logger="stripe"):
