@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, Json, utcnow
@@ -15,12 +15,21 @@ class WebhookEvent(Base):
     """Every Stripe event received, once: the unique event id makes a redelivery a no-op."""
 
     __tablename__ = "webhook_events"
+    __table_args__ = (
+        # `python -m app audit` lists them.
+        Index(
+            "ix_webhook_events_unmatched",
+            "received_at",
+            postgresql_where=text("outcome = 'unmatched'"),
+            sqlite_where=text("outcome = 'unmatched'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     stripe_event_id: Mapped[str] = mapped_column(String(255), unique=True)
     type: Mapped[str] = mapped_column(String(255), index=True)
     object_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    outcome: Mapped[str] = mapped_column(String(32))  # applied | ignored | stale
+    outcome: Mapped[str] = mapped_column(String(32))  # applied | ignored | stale | unmatched
     payload: Mapped[dict[str, Any]] = mapped_column(Json)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -38,3 +47,6 @@ class IdempotencyKey(Base):
     status_code: Mapped[int | None] = mapped_column()
     response: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # The process that claimed the key while its request runs (on Postgres, the key of a session
+    # advisory lock it holds while it lives): a claim whose holder died is taken over at once.
+    holder: Mapped[int | None] = mapped_column(BigInteger)

@@ -16,8 +16,11 @@ class Customer(Timestamps, Base):
     that call), so `stripe_id` is empty only inside that transaction."""
 
     __tablename__ = "customers"
-    # Never reuse the id of a rolled-back row on SQLite: it keys a Stripe call.
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (
+        UniqueConstraint("idempotency_owner", "idempotency_key"),
+        # Never reuse the id of a rolled-back row on SQLite: it keys a Stripe call.
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     stripe_id: Mapped[str | None] = mapped_column(StripeId, unique=True)
@@ -29,6 +32,10 @@ class Customer(Timestamps, Base):
     version: Mapped[int] = mapped_column(default=0, server_default="0")
     # The Stripe object as last seen.
     data: Mapped[dict[str, Any]] = mapped_column(Json, default=dict, server_default=text("'{}'"))
+    # The caller (its API key's digest) and `Idempotency-Key` that created the customer, if any:
+    # a retry of that request finds this row instead of making another.
+    idempotency_owner: Mapped[str | None] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
 
 
 class PaymentIntent(Timestamps, Base):
