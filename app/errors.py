@@ -98,13 +98,15 @@ class StripeUnavailable(AppError):
 
 
 class OutcomeUnknown(StripeUnavailable):
-    """The call may or may not have taken effect on Stripe (a timeout, a dropped connection)."""
+    """The call may or may not have taken effect on Stripe (a timeout, a dropped connection, a
+    5xx, a 409 `idempotency_key_in_use`): never a reason to fail or discard what it was for."""
 
     code = "stripe_outcome_unknown"
 
 
 class StripeFailure(AppError):
-    """Stripe answered with an error we do not expect (a 5xx, an authentication failure)."""
+    """Stripe refused the service itself (its key or permissions), or answered with what the
+    service cannot accept: nothing to retry until an operator acts."""
 
     status = 502
     type = "api_error"

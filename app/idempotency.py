@@ -3,10 +3,18 @@
 The first request with a key claims it (a row committed at once, so every replica sees it), runs,
 and stores its response; the same key and body later replay that response for 24 hours. The same
 key with another body is a 400 `idempotency_error`; a key whose first request is still running is
-a 409 the caller can retry. A response of 5xx (or 401/409/429) is not kept: the key is released.
-A claim whose request never finished (its process was killed) is taken over by the same request
-once it is older than the longest a request can run (the Stripe timeout times its tries, plus a
-margin), so a retry is not refused for 24 hours.
+a 409 the caller can retry.
+
+As Stripe does, a result is kept only once the endpoint started executing: a 2xx, or a 4xx given
+after the request called Stripe to change something (a decline, Stripe's refusal; the gateway
+marks it with `started_executing`). A 4xx given before (a validation error, a refusal of our
+own) is not kept, so a corrected request may reuse the key; nor is a 5xx (or 401/409/429): the
+key is released, and the retry resumes what the first request left (its order, its row).
+
+A claim whose request never finished is taken over by the same request: at once when the
+process that claimed it is dead (app.liveness: on Postgres a claim names its holder, whose
+advisory lock dies with it), else once it is older than the longest a request can run (the
+Stripe timeout times its tries, plus a margin), so a retry is not refused for 24 hours.
 
 On Postgres, an endpoint named in `deferred_paths` writes the claim itself, in the same statement
 as its first write (one round trip fewer): it finds the `Claim` with `claim_of(request)`, adds
@@ -24,12 +32,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Executable, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Executable, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
@@ -38,6 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import pg_direct
 from app.auth import key_digest
 from app.db import autocommit, is_postgres
+from app.liveness import Holder
 from app.models import IdempotencyKey
 from app.models.base import aware, utcnow
 from app.request_body import replay
@@ -54,6 +64,7 @@ class Claim:
     owner: str
     key: str
     fingerprint: str
+    holder: int | None = None
     claimed: bool = False
     answered: bool = False
 
@@ -64,6 +75,7 @@ class Claim:
             "k_key": self.key,
             "k_fingerprint": self.fingerprint,
             "k_created_at": utcnow(),
+            "k_holder": self.holder,
         }
 
     def answer(
@@ -84,6 +96,22 @@ class Claim:
 class ClaimTaken(Exception):
     """Raised by an endpoint whose statement with CLAIM failed on a unique key: the key's, or
     the endpoint's own (an earlier request's order with the key, whose claim may be gone)."""
+
+
+@dataclass(slots=True)
+class _Execution:
+    started: bool = False
+
+
+_EXECUTION: ContextVar[_Execution | None] = ContextVar("idempotency_execution", default=None)
+
+
+def started_executing() -> None:
+    """Mark the request as having started executing (it is about to ask Stripe to change
+    something): from now on its answer is kept under its key, whatever it is, but a 5xx."""
+    execution = _EXECUTION.get()
+    if execution is not None:
+        execution.started = True
 
 
 def claim_of(request: Request) -> Claim | None:
@@ -128,7 +156,8 @@ class IdempotencyMiddleware:
             * (state.settings.stripe_max_network_retries + 1)
             + LEASE_MARGIN_SECONDS
         )
-        claim = Claim(owner, key, fingerprint)
+        holder: Holder = state.holder
+        claim = Claim(owner, key, fingerprint, await holder.current())
 
         async def claimed() -> bool:
             """Claim the key here; False when it is taken (and answered)."""
@@ -144,6 +173,8 @@ class IdempotencyMiddleware:
             scope.setdefault("state", {})[_CLAIM_STATE] = claim
         elif not await claimed():
             return
+        execution = _Execution()
+        token = _EXECUTION.set(execution)
         try:
             try:
                 captured = await self._respond(scope, body, receive)
@@ -155,7 +186,11 @@ class IdempotencyMiddleware:
             if claim.claimed:
                 await _write(engine, _RELEASE, claim.this_key())
             raise
-        kept = captured.status < 500 and captured.status not in NOT_KEPT
+        finally:
+            _EXECUTION.reset(token)
+        kept = 200 <= captured.status < 300 or (
+            execution.started and captured.status < 500 and captured.status not in NOT_KEPT
+        )
         if kept and not claim.claimed and not await claimed():
             # Answered before the endpoint wrote its claim, and the key is another request's:
             # answered as the key's (its stored answer, or a refusal), as if claimed first.
@@ -191,7 +226,11 @@ class IdempotencyMiddleware:
         async with sessionmaker() as session:
             for _ in range(2):
                 try:
-                    session.add(IdempotencyKey(owner=owner, key=key, fingerprint=fingerprint))
+                    session.add(
+                        IdempotencyKey(
+                            owner=owner, key=key, fingerprint=fingerprint, holder=claim.holder
+                        )
+                    )
                     await session.commit()
                     return True, None
                 except IntegrityError:
@@ -210,25 +249,38 @@ class IdempotencyMiddleware:
                 if (
                     existing.status_code is None
                     and existing.fingerprint == fingerprint
-                    and aware(existing.created_at) < utcnow() - lease
-                    and await self._take_over(session, existing, utcnow() - lease)
+                    and await self._take_over(session, existing, claim, utcnow() - lease)
                 ):
                     return True, None
                 return False, existing
         return False, None
 
     async def _take_over(
-        self, session: AsyncSession, abandoned: IdempotencyKey, started_before: datetime
+        self,
+        session: AsyncSession,
+        abandoned: IdempotencyKey,
+        claim: Claim,
+        started_before: datetime,
     ) -> bool:
-        """Claim an abandoned in-flight key; of two retries racing for it, one wins."""
+        """Claim an in-flight key whose holder died or whose lease ran out; of two retries
+        racing for it, one wins."""
+        expired = IdempotencyKey.created_at < started_before
+        if is_postgres(session):
+            # The lock is free only if the process that holds it while it lives has died; taken
+            # here, it is released when this transaction ends.
+            dead = IdempotencyKey.holder.is_not(None) & func.pg_try_advisory_xact_lock(
+                IdempotencyKey.holder
+            )
+            expired = or_(expired, dead)
         result = await session.execute(
             update(IdempotencyKey)
             .where(
                 IdempotencyKey.id == abandoned.id,
                 IdempotencyKey.status_code.is_(None),
-                IdempotencyKey.created_at < started_before,
+                expired,
             )
-            .values(created_at=utcnow())
+            .values(created_at=utcnow(), holder=claim.holder)
+            .execution_options(synchronize_session=False)
         )
         await session.commit()
         return bool(getattr(result, "rowcount", 0) == 1)
@@ -244,7 +296,7 @@ async def _write(engine: AsyncEngine, statement: Executable, params: dict[str, A
 
 
 _KEYS = cast(Table, IdempotencyKey.__table__)
-_CLAIMED = ("owner", "key", "fingerprint", "created_at")
+_CLAIMED = ("owner", "key", "fingerprint", "created_at", "holder")
 # The claim, the answer and the release of a key, the middleware's and (in a statement of its
 # own) a deferred endpoint's, parameters from `Claim`; the claim is left to such an endpoint in
 # the request's state under `_CLAIM_STATE`.

@@ -20,6 +20,7 @@ from app.db import create_engine, create_sessionmaker
 from app.demo.router import router as demo
 from app.health import router as health
 from app.idempotency import IdempotencyMiddleware
+from app.liveness import Holder
 from app.log import configure_logging
 from app.observability import Metrics, ObservabilityMiddleware, current_metrics
 from app.orders.router import router as orders
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.holder = Holder(engine)
         app.state.stripe = StripeGateway(settings, metrics)
         app.state.api_key_digests = [key_digest(k.get_secret_value()) for k in settings.api_keys]
         # Tasks started from the lifespan record into this app's metrics too.
@@ -146,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             current_metrics.reset(token)
             await app.state.stripe.close()
             await limiter.close()
+            await app.state.holder.close()
             await pg_direct.close(engine)
             await engine.dispose()
 

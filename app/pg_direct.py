@@ -172,7 +172,7 @@ class _Pool:
     server's refusal, is closed instead of kept."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._options = _connect_args(engine)
+        self._options = connect_args(engine)
         self._size = direct_pool_size(engine)
         self._opened = 0
         self._closed = False
@@ -254,7 +254,7 @@ class _Pool:
 _POOLS: weakref.WeakKeyDictionary[Pool, _Pool] = weakref.WeakKeyDictionary()
 
 
-def _connect_args(engine: AsyncEngine) -> dict[str, Any]:
+def connect_args(engine: AsyncEngine) -> dict[str, Any]:
     """asyncpg's arguments as SQLAlchemy connects (the URL's query included, `ssl` say), less
     its adapter's own options; its statement cache size is asyncpg's (0 behind pgbouncer)."""
     _, options = engine.dialect.create_connect_args(engine.url)

@@ -1,8 +1,15 @@
 """The only code that imports `stripe`: one thin async method per Stripe operation.
 
-Errors become the service's own (`app.errors`): a card error is 402 with Stripe's code; Stripe's
-invalid-request errors are 400/404 with Stripe's message; a timeout or dropped connection on a
-write means the outcome is unknown, never "failed".
+Every Stripe outcome is one of three, and becomes the service's own error (`app.errors`):
+- done: Stripe answered 2xx;
+- refused: Stripe answered and did nothing: a card error (402 with Stripe's code), an invalid
+  request (400/404 with Stripe's message), an idempotency error, authentication or permission
+  (502: the service is misconfigured), rate limiting (503 with Retry-After);
+- unknown: anything else on a write (a timeout, a dropped connection, a 5xx, a 409
+  `idempotency_key_in_use` because the first request with the key is still running, any error
+  we do not recognise): `OutcomeUnknown`, 503 with Retry-After. The write may have taken effect;
+  only the same idempotency key may try it again. On a read, the same answers are
+  `StripeUnavailable`.
 
 Retries: the SDK retries 5xx, 409 and network errors itself (`max_network_retries`, same
 idempotency key). It does not retry 429, so `_call` does: at most `stripe_rate_limit_retries`
@@ -55,6 +62,7 @@ from app.errors import (
     StripeFailure,
     StripeUnavailable,
 )
+from app.idempotency import started_executing
 from app.observability import Metrics
 
 log = logging.getLogger("app.stripe")
@@ -377,6 +385,7 @@ class StripeGateway:
     # ---------------------------------------------------------------------------------------
 
     async def _write(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        started_executing()
         return await self._call(operation, call, write=True)
 
     async def _read(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -408,6 +417,12 @@ class StripeGateway:
                 outcome = type(exc).__name__
                 request_id = exc.request_id
                 raise translate(exc, write=write) from exc
+            except Exception as exc:
+                # Not an answer from Stripe (an error of the HTTP client or the SDK itself):
+                # whether a write reached Stripe is unknown.
+                outcome = type(exc).__name__
+                log.exception("stripe.%s: %s", operation, outcome)
+                raise _unreachable(write) from exc
             except BaseException as exc:
                 outcome = type(exc).__name__
                 raise
@@ -440,7 +455,8 @@ def _retry_after(exc: stripe.StripeError) -> float:
 
 
 def translate(exc: stripe.StripeError, *, write: bool) -> AppError:
-    """A Stripe SDK error as the service's error."""
+    """A Stripe SDK error as the service's error: a refusal as what Stripe refused, anything
+    else on a write as `OutcomeUnknown` (see the module's doc)."""
     error = exc.error
     message = (error.message if error else None) or exc.user_message or "Stripe error."
     code = error.code if error else None
@@ -457,31 +473,36 @@ def translate(exc: stripe.StripeError, *, write: bool) -> AppError:
         return StripeUnavailable(
             "Stripe is rate limiting requests; retry later.", headers={"Retry-After": retry_after}
         )
-    if isinstance(exc, stripe.APIConnectionError):
-        if write:
-            return OutcomeUnknown(
-                "Stripe could not be reached; the outcome of this call is unknown. Retry with the "
-                "same Idempotency-Key.",
-                headers={"Retry-After": "1"},
-            )
-        return StripeUnavailable("Stripe could not be reached.", headers={"Retry-After": "1"})
     if isinstance(exc, stripe.IdempotencyError):
         return Conflict(message, code="idempotency_error")
     if isinstance(exc, stripe.InvalidRequestError):
         if exc.http_status == 404:
             return NotFound(message, param=param)
-        if exc.http_status == 409:
-            return Conflict(message, code=code)
         return InvalidRequest(message, code=code, param=param)
-    if isinstance(exc, stripe.APIError) and (exc.http_status or 500) >= 500:
-        if write:
-            return OutcomeUnknown(
-                "Stripe failed; the outcome of this call is unknown. Retry with the same "
-                "Idempotency-Key.",
-                headers={"Retry-After": "1"},
-            )
-        return StripeUnavailable("Stripe is failing; retry later.", headers={"Retry-After": "1"})
-    return StripeFailure("Stripe refused the service's request.", code="stripe_error")
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        return StripeFailure(
+            f"Stripe refused the service's credentials: {message}", code="stripe_auth_error"
+        )
+    if isinstance(exc, stripe.APIConnectionError):
+        return _unreachable(write)
+    if write:
+        return OutcomeUnknown(
+            "Stripe did not complete this call (HTTP "
+            f"{exc.http_status or 'none'}{f', {code}' if code else ''}); its outcome is unknown. "
+            "Retry with the same Idempotency-Key.",
+            headers={"Retry-After": "1"},
+        )
+    return StripeUnavailable("Stripe is failing; retry later.", headers={"Retry-After": "1"})
+
+
+def _unreachable(write: bool) -> AppError:
+    if write:
+        return OutcomeUnknown(
+            "Stripe could not be reached; the outcome of this call is unknown. Retry with the "
+            "same Idempotency-Key.",
+            headers={"Retry-After": "1"},
+        )
+    return StripeUnavailable("Stripe could not be reached.", headers={"Retry-After": "1"})
 
 
 async def _from_app(request: Request) -> StripeGateway:

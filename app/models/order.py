@@ -23,6 +23,7 @@ class OrderStatus(StrEnum):
     PAYMENT_FAILED = "payment_failed"
     CANCELED = "canceled"
     EXPIRED = "expired"
+    ABANDONED = "abandoned"  # no payment intent was ever made (set by `reconcile`)
 
 
 class Order(Timestamps, Base):

@@ -132,6 +132,23 @@ async def discard_order(session: AsyncSession, order: Order) -> None:
     await session.execute(delete(Order).where(Order.id == order.id))
 
 
+async def claim_unlinked_order(engine: AsyncEngine, order_id: str) -> bool:
+    """Mark a `pending` order with no payment intent as being worked on now (its `updated_at`),
+    so reconcile, which abandons only orders untouched for its minimum age, leaves it alone;
+    False, with nothing written, if it is no longer so."""
+    async with engine.begin() as connection:
+        claimed = await connection.execute(
+            update(Order)
+            .where(
+                Order.id == order_id,
+                Order.status == OrderStatus.PENDING,
+                Order.payment_intent.is_(None),
+            )
+            .values(updated_at=utcnow())
+        )
+    return bool(claimed.rowcount)
+
+
 async def unsettled_order_ids(session: AsyncSession, created_before: datetime) -> list[str]:
     """Orders not in a final state, created before the given moment, oldest first."""
     rows = await session.scalars(

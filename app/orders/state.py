@@ -2,7 +2,8 @@
 Pure: no I/O, no clock. Nothing moves backwards; a late or repeated status is `STALE`/`SAME`.
 
     pending → requires_action → processing → authorized → paid → partially_refunded → refunded
-    side exits: payment_failed (the customer may try again), canceled, expired
+    side exits: payment_failed (the customer may try again), canceled, expired, abandoned (no
+    payment intent was ever made: `reconcile` found none at Stripe)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from app.models.order import OrderStatus as S
 TRANSITIONS: dict[S, frozenset[S]] = {
     S.PENDING: frozenset(
         {S.REQUIRES_ACTION, S.PROCESSING, S.AUTHORIZED, S.PAID, S.PAYMENT_FAILED, S.CANCELED,
-         S.EXPIRED}
+         S.EXPIRED, S.ABANDONED}
     ),
     S.REQUIRES_ACTION: frozenset(
         {S.PROCESSING, S.AUTHORIZED, S.PAID, S.PAYMENT_FAILED, S.CANCELED, S.EXPIRED}
@@ -28,6 +29,7 @@ TRANSITIONS: dict[S, frozenset[S]] = {
     ),
     S.CANCELED: frozenset(),
     S.EXPIRED: frozenset(),
+    S.ABANDONED: frozenset(),
     S.REFUNDED: frozenset(),
 }  # fmt: skip
 FINAL = frozenset(s for s, targets in TRANSITIONS.items() if not targets)

@@ -39,6 +39,11 @@ UNKNOWN: dict[str, Any] = {
     "(`stripe_unavailable`), or its answer was lost (`stripe_outcome_unknown`): retry after "
     "`Retry-After` seconds with the same `Idempotency-Key`. `order_id` names the order kept."
 }
+CONFLICT: dict[str, Any] = {
+    "description": "A request with this `Idempotency-Key` is still running "
+    "(`idempotency_key_in_use`: retry after `Retry-After`), or the key's order can no longer be "
+    "paid (`order_not_payable`, `order_not_resumable`: use a new key)."
+}
 IntentId = Annotated[str, Path(description="The Stripe PaymentIntent id.", examples=["pi_123"])]
 IntentStatus = Literal[
     "requires_payment_method",
@@ -70,7 +75,7 @@ def _error(error: AppError) -> JSONResponse:
     "",
     summary="Create a payment intent (and its order)",
     response_model=PaymentIntentRead,
-    responses={400: ERROR, **DECLINED, 503: UNKNOWN},
+    responses={400: ERROR, **DECLINED, 409: CONFLICT, 503: UNKNOWN},
 )
 async def create_payment_intent(
     body: PaymentIntentCreate,

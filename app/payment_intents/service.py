@@ -13,19 +13,28 @@ request) in the committed transaction, and the router then answers 402 from `Out
 session: it commits the `pending` order in a short transaction of its own BEFORE it calls Stripe,
 holds no database connection or lock while Stripe answers (so in-flight requests are not capped
 by the pool), then records the answer in a second one (`_record`: on Postgres one statement while
-the order is still unlinked). When Stripe's answer is lost (a timeout
-or dropped connection after Stripe created the intent, retries exhausted), the request fails with
-503 `stripe_outcome_unknown`, but the order stays: its id is in the error body,
-and it keys Stripe's idempotency key `order:{id}:pi`. A retry with the same `Idempotency-Key` (the
-order keeps the caller's key, unique per caller) finds that order and sends Stripe the same key,
-so Stripe replays the intent it created: one order, one intent. Without a key, the order waits
-`pending` with no intent until its webhook or `python -m app reconcile` links the intent. When
-Stripe definitely refused (a 4xx), the order is deleted again.
+the order is still unlinked). The order keys Stripe's idempotency key `order:{id}:pi`.
+
+What Stripe answered decides what happens to the order (app.stripe_gateway):
+- done: the intent is linked to the order;
+- refused (a card error, an invalid request, auth): nothing exists at Stripe, the order is
+  deleted again (a decline with an intent is recorded as `payment_failed`);
+- unknown (a timeout, a dropped connection, a 5xx, 409 `idempotency_key_in_use`): the order
+  stays, and the request fails with 503 `stripe_outcome_unknown`, the order id in its body. A
+  retry with the same `Idempotency-Key` (the order keeps the caller's key, unique per caller)
+  resumes that order and sends Stripe the same key, so Stripe creates the intent once or
+  replays the one it created: one order, one intent, across processes and restarts. Without a
+  key, or if no client retries, its webhook or `python -m app reconcile` links the intent, or
+  reconcile marks the order `abandoned` when Stripe has none.
+A resume touches the order first (`claim_unlinked_order`), so reconcile never abandons an order
+while a retry may be creating its intent; an order older than Stripe keeps idempotency keys is
+not resumed (a new intent could be made beside the first), reconcile settles it instead.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import and_, or_, select
@@ -42,16 +51,19 @@ from app.db import engine_of, is_postgres
 from app.errors import (
     AppError,
     CardDeclined,
+    Conflict,
     InvalidRequest,
     NotFound,
     StripeFailure,
     StripeUnavailable,
 )
 from app.idempotency import ANSWER, CLAIM, Claim, ClaimTaken
-from app.models import Order, PaymentIntent
+from app.models import Order, OrderStatus, PaymentIntent
+from app.models.base import aware, utcnow
 from app.money import METADATA_MAX_KEYS, check_amount
 from app.orders.service import (
     ORDER_KEY,
+    claim_unlinked_order,
     discard_order,
     find_order_for_idempotency_key,
     find_order_for_payment_intent,
@@ -70,8 +82,10 @@ from app.payment_intents.schemas import (
 )
 from app.stripe_gateway import StripeGateway
 
-# The Stripe metadata key that carries our order id (webhook handlers may read it).
 SOURCE_CREATE = "api:POST /payment-intents"
+# Stripe keeps an idempotency key's result for at least 24 hours: an unlinked order older than
+# this is not sent to Stripe with its key again.
+RESUMABLE = timedelta(hours=23)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +206,15 @@ async def _record(
     async with sessions.begin() as session:
         order = await get_order(session, order_id, for_update=True)
         await sync_payment_intent(session, order, intent, source, failed=failed)
+    if order.payment_intent != intent["id"]:
+        # The order moved on without this intent (reconcile abandoned it meanwhile): the intent
+        # is an orphan, which reconcile cancels; it is not handed out to be paid.
+        raise Conflict(
+            f"Order {order_id} is {order.status} and not linked to {intent['id']}; it cannot be "
+            "paid. Use a new Idempotency-Key for a new payment.",
+            code="order_not_payable",
+            order_id=order_id,
+        )
     return Outcome(order_id, intent)
 
 
@@ -236,10 +259,39 @@ async def _committed_order(
             found = await find_order_for_idempotency_key(own, owner, key)
         if found is None:
             raise
-        return _same_request(found, body, metadata, key)
+        order_id, intent_id = _same_request(found, body, metadata, key)
+        if intent_id is None:
+            return await _resumable(engine, found)
+        return order_id, intent_id
     if claim is not None:
         claim.claimed = True
     return order_id, None
+
+
+async def _resumable(engine: AsyncEngine, order: Order) -> tuple[str, str | None]:
+    """An earlier request's order that has no intent yet, claimed for this retry (a webhook may
+    have linked its intent meanwhile); refused when it can no longer be resumed safely."""
+    if order.status == OrderStatus.PENDING and aware(order.created_at) < utcnow() - RESUMABLE:
+        raise Conflict(
+            f"Order {order.id} was created over {RESUMABLE.total_seconds() // 3600:.0f} hours "
+            "ago and never got its payment intent; Stripe may no longer know its idempotency "
+            "key, so it is not retried (`python -m app reconcile` settles it). Use a new "
+            "Idempotency-Key for a new payment.",
+            code="order_not_resumable",
+            order_id=order.id,
+        )
+    if await claim_unlinked_order(engine, order.id):
+        return order.id, None
+    async with AsyncSession(engine) as own:
+        current = await get_order(own, order.id)
+    if current.payment_intent is not None:
+        return current.id, current.payment_intent
+    raise Conflict(
+        f"Order {order.id} is {current.status}: no payment intent was made for it, and it can no "
+        "longer be paid. Use a new Idempotency-Key for a new payment.",
+        code="order_not_payable",
+        order_id=order.id,
+    )
 
 
 def _same_request(

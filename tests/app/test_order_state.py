@@ -26,6 +26,8 @@ FORWARD = {
         S.PAYMENT_FAILED,
         S.CANCELED,
         S.EXPIRED,
+        # Only from pending: no payment intent was ever made (reconcile found none).
+        S.ABANDONED,
     },
     S.REQUIRES_ACTION: {
         S.PROCESSING,
@@ -50,6 +52,7 @@ FORWARD = {
     },
     S.CANCELED: set(),
     S.EXPIRED: set(),
+    S.ABANDONED: set(),
     S.REFUNDED: set(),
 }
 PAIRS = list(itertools.product(S, S))
@@ -61,7 +64,7 @@ class TestTable:
         assert set(FORWARD) == set(S)
 
     def test_final_statuses(self) -> None:
-        assert {S.CANCELED, S.EXPIRED, S.REFUNDED} == FINAL
+        assert {S.CANCELED, S.EXPIRED, S.ABANDONED, S.REFUNDED} == FINAL
 
     def test_the_table_is_the_expected_one(self) -> None:
         assert {k: set(v) for k, v in TRANSITIONS.items()} == FORWARD

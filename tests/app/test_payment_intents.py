@@ -183,21 +183,47 @@ class TestCreate:
         assert_error(response, 404, "resource_missing", "customer")
         assert orders_described(stack, description) == []
 
-    def test_a_refusal_is_kept_for_its_idempotency_key(self, stack: Stack) -> None:
-        # On Postgres the endpoint writes the key's claim with its order; a request refused
-        # before that write still keeps its answer for the key, as Stripe does.
+    def test_a_validation_refusal_is_not_kept_so_the_corrected_retry_uses_the_key(
+        self, stack: Stack
+    ) -> None:
+        # Stripe "saves results only after the execution of an endpoint begins. If incoming
+        # parameters fail validation [...] no idempotent result is saved" (docs.stripe.com/
+        # idempotency): a request refused before it called Stripe keeps nothing for its key.
         description = marker()
         headers = {"Idempotency-Key": f"refused-{description}"}
         refused_body = {"amount": 0, "currency": "usd", "description": description}
 
         refused = stack.api.post("/payment-intents", json=refused_body, headers=headers)
         again = stack.api.post("/payment-intents", json=refused_body, headers=headers)
-        other = stack.api.post(
+        assert orders_described(stack, description) == []
+        corrected = stack.api.post(
+            "/payment-intents", json={**refused_body, "amount": 2000}, headers=headers
+        )
+        replayed = stack.api.post(
             "/payment-intents", json={**refused_body, "amount": 2000}, headers=headers
         )
 
-        assert refused.status_code == 400, refused.text
-        assert again.status_code == 400
+        assert refused.status_code == again.status_code == 400, refused.text
+        assert again.json() == refused.json()
+        assert again.headers.get("idempotent-replayed") is None
+        assert corrected.status_code == 200, corrected.text
+        assert replayed.json()["id"] == corrected.json()["id"]
+        assert replayed.headers.get("idempotent-replayed") == "true"
+        [order] = orders_described(stack, description)
+        assert order["amount"] == 2000
+        assert order["payment_intent"] == corrected.json()["id"]
+
+    def test_a_stripe_refusal_is_kept_for_its_idempotency_key(self, stack: Stack) -> None:
+        # Stripe's own 400 comes after the endpoint started executing: kept, as Stripe keeps it.
+        description = marker()
+        headers = {"Idempotency-Key": f"stripe-refused-{description}"}
+        body = {"amount": 2000, "currency": "usd", "description": description, "customer": "cus_x"}
+
+        refused = stack.api.post("/payment-intents", json=body, headers=headers)
+        again = stack.api.post("/payment-intents", json=body, headers=headers)
+        other = stack.api.post("/payment-intents", json={**body, "customer": None}, headers=headers)
+
+        assert refused.status_code == 404, refused.text
         assert again.json() == refused.json()
         assert again.headers.get("idempotent-replayed") == "true"
         assert_error(other, 400, "idempotency_key_reused", None)
