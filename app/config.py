@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_tolerance_seconds: int = 300
+    # An event naming an order or intent the service does not hold is answered 503 (Stripe
+    # delivers it again) while it may be racing the order's commit; after this many seconds from
+    # its `created`, it is stored as `unmatched`, acknowledged, and listed by `audit`.
+    webhook_unmatched_after_seconds: int = Field(default=600, ge=0)
     idempotency_ttl_seconds: int = 24 * 60 * 60
     # Requests per client IP on the public endpoint: "<n>/<second|minute|hour|day>", or "off".
     public_rate_limit: str = "60/minute"

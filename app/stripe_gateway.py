@@ -141,6 +141,7 @@ class StripeGateway:
         self.rate_limit_max_wait = settings.stripe_rate_limit_max_wait_seconds
         self.webhook_secret = settings.webhook_secret
         self.webhook_tolerance = settings.webhook_tolerance_seconds
+        self.webhook_unmatched_after = settings.webhook_unmatched_after_seconds
 
     async def close(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]

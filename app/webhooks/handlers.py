@@ -7,6 +7,13 @@ retry finds the event unprocessed. On Postgres the usual delivery (a payment int
 the order linked to it) is taken by `fast_path`, with the same guarantees; every other event is
 applied here.
 
+An event naming one of our orders (`service_order_id` in its object's metadata) that the service
+does not hold, or whose order is linked to another object of its kind, is answered 503 while it
+is young enough to be racing the order's commit (`WEBHOOK_UNMATCHED_AFTER_SECONDS` after its
+`created`), so Stripe delivers it again; after that it is stored as `unmatched`, acknowledged,
+counted, and listed by `python -m app audit`: an orphan of a lost or abandoned order is never
+retried forever, and never applied to an order it does not belong to.
+
 Stripe does not order its deliveries. Every handler is written so the order ends in Stripe's
 final state whatever the order of arrival: the state machine refuses moves backwards, amounts
 only grow, and a move out of `payment_failed` (a retry, or a late event from before the failure)
@@ -16,6 +23,7 @@ is checked against the payment intent as Stripe has it now.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +76,11 @@ class OrderNotReady(AppError):
     code = "order_not_ready"
 
 
+class Unmatched(Exception):
+    """The event names an order that is not there, or not linked to the event's object, and is
+    too old for a commit race to explain it: stored as `unmatched`."""
+
+
 class EventNotStored(AppError):
     """The database failed while storing or applying the event (it is down, or a write was
     refused): the transaction is rolled back and Stripe delivers the event again."""
@@ -90,6 +103,14 @@ class Event:
     object: dict[str, Any]
     session: AsyncSession
     gateway: StripeGateway
+    created: int | None = None
+
+    @property
+    def may_be_racing(self) -> bool:
+        """Young enough that the order it names may still be committing."""
+        if self.created is None:
+            return False
+        return time.time() - self.created < self.gateway.webhook_unmatched_after
 
 
 Handler = Callable[[Event], Awaitable[Result]]
@@ -144,11 +165,20 @@ async def _store_and_apply(
         log_outcome(event_id, event_type, None, "duplicate")
         return Receipt(duplicate=True)
     handler = HANDLERS.get(event_type, _ignore)
+    created = payload.get("created")
+    event = Event(
+        event_id, event_type, obj, session, gateway, created if isinstance(created, int) else None
+    )
     try:
-        result = await handler(Event(event_id, event_type, obj, session, gateway))
+        result = await handler(event)
     except OrderNotReady:
         log_outcome(event_id, event_type, None, "retry", level=logging.WARNING)
         raise
+    except Unmatched as exc:
+        await session.execute(RECORD_OUTCOME, {"p_id": inserted, "p_outcome": Outcome.UNMATCHED})
+        log_outcome(event_id, event_type, None, Outcome.UNMATCHED.value, level=logging.WARNING)
+        log.warning("webhook %s %s unmatched: %s", event_id, event_type, exc)
+        return Receipt(duplicate=False, outcome=Outcome.UNMATCHED)
     await session.execute(RECORD_OUTCOME, {"p_id": inserted, "p_outcome": result.outcome})
     log_outcome(event_id, event_type, result.order_id, result.outcome.value)
     return Receipt(duplicate=False, outcome=result.outcome, order_id=result.order_id)
@@ -169,9 +199,7 @@ def _lock_timeout(exc: DBAPIError) -> bool:
 async def payment_intent_event(event: Event) -> Result:
     intent = event.object
     order = await _order_for(
-        event.session,
-        await find_order_for_payment_intent(event.session, intent["id"]),
-        intent.get("metadata"),
+        event, await find_order_for_payment_intent(event.session, intent["id"]), "payment_intent"
     )
     if order is None:
         return Result(Outcome.IGNORED)
@@ -244,9 +272,9 @@ CHECKOUT_TARGETS = {
 async def checkout_session_event(event: Event) -> Result:
     checkout = event.object
     order = await _order_for(
-        event.session,
+        event,
         await find_order_for_checkout_session(event.session, checkout["id"]),
-        checkout.get("metadata"),
+        "checkout_session",
     )
     if order is None:
         # Subscription and setup sessions have no order: keep the mirror of the ones we made.
@@ -295,24 +323,32 @@ HANDLERS: dict[str, Handler] = {
 # ---------------------------------------------------------------------------------------------
 
 
-async def _order_for(
-    session: AsyncSession, found: Order | None, metadata: dict[str, Any] | None
-) -> Order | None:
-    """The order found by its Stripe object, else the one the object's metadata names (under
-    ORDER_KEY; a shop's own `order_id` is not ours). Naming one that is not visible yet raises
-    OrderNotReady (503)."""
+async def _order_for(event: Event, found: Order | None, linked_by: str) -> Order | None:
+    """The order found by the event's object (its column `linked_by`), else the one the
+    object's metadata names (under ORDER_KEY; a shop's own `order_id` is not ours), which must
+    be linked to that object or to none yet (and not abandoned). None: not ours. Naming an
+    order that is not there, or that belongs to another object, raises OrderNotReady (503)
+    while the event may be racing its commit, Unmatched after."""
     if found is not None:
         return found
-    order_id = (metadata or {}).get(ORDER_KEY)
+    order_id = (event.object.get("metadata") or {}).get(ORDER_KEY)
     if not isinstance(order_id, str) or not order_id:
         return None
     try:
-        return await get_order(session, order_id, for_update=True)
+        order = await get_order(event.session, order_id, for_update=True)
     except NotFound:
-        raise OrderNotReady(
-            f"Order '{order_id}' is not there yet; deliver this event again.",
-            headers={"Retry-After": "1"},
-        ) from None
+        if event.may_be_racing:
+            raise OrderNotReady(
+                f"Order '{order_id}' is not there yet; deliver this event again.",
+                headers={"Retry-After": "1"},
+            ) from None
+        raise Unmatched(f"order {order_id} does not exist") from None
+    linked = getattr(order, linked_by)
+    if linked is not None and linked != event.object.get("id"):
+        raise Unmatched(f"order {order_id} belongs to {linked}")
+    if order.status == OrderStatus.ABANDONED:
+        raise Unmatched(f"order {order_id} was abandoned with no payment intent")
+    return order
 
 
 async def _order_of_intent(session: AsyncSession, intent: Any) -> Order | None:

@@ -40,6 +40,9 @@ class Outcome(StrEnum):
     APPLIED = "applied"  # recorded what it says
     IGNORED = "ignored"  # a type we do not handle, or an object that is not ours
     STALE = "stale"  # behind or equal to what the order already says
+    # Names one of our orders that is not there (or an intent it is not linked to), past the
+    # time a commit race could explain: kept for `python -m app audit`, not retried.
+    UNMATCHED = "unmatched"
 
 
 @dataclass(frozen=True)

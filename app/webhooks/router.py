@@ -40,7 +40,9 @@ class WebhookReceipt(BaseModel):
     outcome: handlers.Outcome | None = Field(
         default=None,
         description="What the event did: `applied`, `ignored` (a type or an object that is not "
-        "ours) or `stale` (behind what the order already says). Absent on a duplicate.",
+        "ours), `stale` (behind what the order already says) or `unmatched` (it names one of our "
+        "orders that is not there or belongs to another object, and is too old to be racing "
+        "its commit: kept for `python -m app audit`). Absent on a duplicate.",
     )
 
 
@@ -63,7 +65,10 @@ RECEIPTS[True, None] = _rendered(True, None)
     response_model_exclude_none=True,
     responses={
         400: {"description": "Missing, invalid or stale `Stripe-Signature`: nothing is stored."},
-        503: {"description": "The event names an order not committed yet: delivered again."},
+        503: {
+            "description": "The event names an order not committed yet (for up to "
+            "`WEBHOOK_UNMATCHED_AFTER_SECONDS` after the event was created): delivered again."
+        },
     },
     openapi_extra={
         "parameters": [
