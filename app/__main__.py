@@ -40,6 +40,7 @@ from app.config import SANDBOX_STRIPE_API_BASE, SANDBOX_WEBHOOK_SECRET, Configur
 from app.db import create_engine, create_sessionmaker
 from app.errors import AppError
 from app.models import WebhookEvent
+from app.observability import write_job_metrics
 from app.reconcile import MAX_EVENT_DAYS, apply_event, reconcile
 from app.stripe_gateway import API_VERSION, StripeGateway
 from app.webhooks.handlers import HANDLERS, OrderNotReady
@@ -234,7 +235,12 @@ def main(argv: list[str] | None = None) -> None:
         default=MAX_EVENT_DAYS,
         choices=range(1, MAX_EVENT_DAYS + 1),
         metavar="DAYS",
-        help=f"Stripe events of the last DAYS days, 1 to {MAX_EVENT_DAYS} (default)",
+        help=f"Stripe events and intents of the last DAYS days, 1 to {MAX_EVENT_DAYS} (default)",
+    )
+    reconcile_parser.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="also write the run's counts there, for node_exporter's textfile collector",
     )
     replay_parser = commands.add_parser(
         "replay-event",
@@ -271,7 +277,9 @@ def _dispatch(args: argparse.Namespace) -> None:
                 out=say,
             )
         )
-        sys.exit(1 if report.errors else 0)
+        if args.metrics_file:
+            write_job_metrics(args.metrics_file, "reconcile", report.counts())
+        sys.exit(1 if report.failed else 0)
     elif args.command == "replay-event":
         sys.exit(asyncio.run(replay_event(Settings(), args.event_id, say)))
     elif args.command == "create-api-key":

@@ -10,6 +10,9 @@ request by route template and status.
 Code that has no handle on the app (webhook handlers, `orders.service.move`) records through
 `record_webhook` and `record_transition`, which do nothing outside a request or the app's
 lifespan.
+
+Batch commands (`reconcile`, `audit`) have no server to scrape: `write_job_metrics` leaves their
+counts in a file for node_exporter's textfile collector.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ import uuid
 from contextvars import ContextVar
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    write_to_textfile,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -95,6 +105,23 @@ class Metrics:
 
 
 current_metrics: ContextVar[Metrics | None] = ContextVar("current_metrics", default=None)
+
+
+def write_job_metrics(path: str, job: str, counts: dict[str, int]) -> None:
+    """A batch command's counts of its last run, in Prometheus's text format, written to `path`
+    atomically (`payments_<job>_last_run{count=…}` and its end time)."""
+    registry = CollectorRegistry()
+    gauge = Gauge(
+        f"payments_{job}_last_run", f"Counts of the last `{job}` run.", ["count"], registry=registry
+    )
+    for name, value in counts.items():
+        gauge.labels(name).set(value)
+    Gauge(
+        f"payments_{job}_last_run_timestamp_seconds",
+        f"When the last `{job}` run ended.",
+        registry=registry,
+    ).set_to_current_time()
+    write_to_textfile(path, registry)
 
 
 def record_webhook(event_type: str, outcome: str) -> None:

@@ -42,6 +42,7 @@ from stripe.params import (
     PaymentIntentCaptureParams,
     PaymentIntentConfirmParams,
     PaymentIntentCreateParams,
+    PaymentIntentListParams,
     PaymentIntentSearchParams,
     PaymentMethodAttachParams,
     PriceListParams,
@@ -67,6 +68,7 @@ from app.observability import Metrics
 
 log = logging.getLogger("app.stripe")
 T = TypeVar("T")
+Listed = TypeVar("Listed", bound=stripe.StripeObject)
 API_VERSION: str = stripe.api_version  # the version the SDK is pinned to; every call uses it
 StripeObject = stripe.StripeObject
 SignatureError = stripe.SignatureVerificationError
@@ -202,6 +204,14 @@ class StripeGateway:
             "payment_intent.search",
             lambda: self.client.v1.payment_intents.search_async(params),
         )
+
+    async def list_payment_intents(
+        self, params: PaymentIntentListParams
+    ) -> AsyncIterator[stripe.PaymentIntent]:
+        """Every payment intent matching `params`, newest first, one page request at a time."""
+        pages = self.client.v1.payment_intents.list_async
+        async for intent in self._every("payment_intent.list", pages, params):
+            yield intent
 
     async def confirm_payment_intent(
         self, intent_id: str, params: PaymentIntentConfirmParams, idempotency_key: str
@@ -353,16 +363,8 @@ class StripeGateway:
 
     async def list_events(self, params: EventListParams) -> AsyncIterator[stripe.Event]:
         """Every event matching `params`, newest first, one page request at a time."""
-        page_params = EventListParams(**params)
-        while True:
-            page = await self._read(
-                "event.list", lambda: self.client.v1.events.list_async(page_params)
-            )
-            for event in page.data:
-                yield event
-            if not page.has_more or not page.data:
-                return
-            page_params["starting_after"] = page.data[-1].id
+        async for event in self._every("event.list", self.client.v1.events.list_async, params):
+            yield event
 
     # Webhook endpoints ------------------------------------------------------------------------
 
@@ -384,6 +386,21 @@ class StripeGateway:
         )
 
     # ---------------------------------------------------------------------------------------
+
+    async def _every(
+        self,
+        operation: str,
+        list_page: Callable[[Any], Awaitable[stripe.ListObject[Listed]]],
+        params: Mapping[str, Any],
+    ) -> AsyncIterator[Listed]:
+        page_params = dict(params)
+        while True:
+            page = await self._read(operation, lambda: list_page(page_params))
+            for item in page.data:
+                yield item
+            if not page.has_more or not page.data:
+                return
+            page_params["starting_after"] = page.data[-1]["id"]
 
     async def _write(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         started_executing()

@@ -16,7 +16,8 @@ from typing import Any
 
 import httpx
 
-from tests.fixtures.service import SERVICE_WEBHOOK_SECRET, STRIPE_TEST_KEY, Stack
+from tests.fixtures.emulator import sdk_client, start_emulator, stop_emulator
+from tests.fixtures.service import SERVICE_WEBHOOK_SECRET, STRIPE_TEST_KEY, Stack, own_database
 
 ROOT = Path(__file__).resolve().parents[2]
 RETURN_URL = "https://example.com/order/complete"
@@ -32,16 +33,18 @@ def fault(stack: Stack, **spec: Any) -> Iterator[dict[str, Any]]:
         httpx.delete(f"{stack.emulator.url}/_emulator/faults/{injected['id']}", timeout=10)
 
 
-def run_reconcile(stack: Stack) -> subprocess.CompletedProcess[str]:
+def run_reconcile(
+    stack: Stack, *flags: str, database_url: str | None = None, stripe_base: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
-        "DATABASE_URL": stack.database_url,
+        "DATABASE_URL": database_url or stack.database_url,
         "STRIPE_SECRET_KEY": STRIPE_TEST_KEY,
-        "STRIPE_API_BASE": stack.emulator.url,
+        "STRIPE_API_BASE": stripe_base or stack.emulator.url,
         "STRIPE_WEBHOOK_SECRET": SERVICE_WEBHOOK_SECRET,
     }
     return subprocess.run(
-        [sys.executable, "-m", "app", "reconcile", "--min-age", "0"],
+        [sys.executable, "-m", "app", "reconcile", "--min-age", "0", *flags],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -239,3 +242,115 @@ class TestReconcile:
         summary = second.stdout.splitlines()[-1]
         assert summary.startswith("reconcile: 0 changes;"), second.stdout
         assert " 0 new to the inbox applied" in summary, second.stdout
+
+
+class TestSettlesEveryOrder:
+    def test_an_order_stripe_never_made_an_intent_for_is_abandoned_and_stays_so(
+        self, stack: Stack
+    ) -> None:
+        description = f"reconcile-{uuid.uuid4().hex[:12]}"
+        body = {"amount": 1200, "currency": "usd", "description": description}
+        headers = {"Idempotency-Key": f"abandon-{description}"}
+        # Every attempt dropped before it reached Stripe: the outcome is unknown to the service.
+        with fault(stack, route="POST /v1/payment_intents", drop="before", times=ATTEMPTS):
+            assert_lost(stack.api.post("/payment-intents", json=body, headers=headers))
+        [order] = stack.rows("SELECT id FROM orders WHERE description = :d", d=description)
+
+        ran = run_reconcile(stack)
+
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        line = f"{order['id']}: pending -> abandoned (no payment intent at Stripe)"
+        assert line in ran.stdout.splitlines(), ran.stdout
+        settled = stack.order(order["id"])
+        assert settled["status"] == "abandoned"
+        assert settled["payment_intent"] is None
+        assert settled["history"][-1]["source"] == "reconcile: no payment intent at Stripe"
+        # The same key can no longer make the payment: nothing is created at Stripe.
+        retried = stack.api.post("/payment-intents", json=body, headers=headers)
+        assert retried.status_code == 409, retried.text
+        assert retried.json()["error"]["code"] == "order_not_payable"
+        found = stack.stripe.v1.payment_intents.search(
+            params={"query": f"metadata['service_order_id']:'{order['id']}'"}
+        )
+        assert found.data == []
+        assert stack.order(order["id"])["status"] == "abandoned"
+
+
+class TestOrphans:
+    """Intents at Stripe naming an order this database does not hold: on an emulator and a
+    database of their own, so the captured orphan cannot fail another test's reconcile."""
+
+    def test_uncaptured_orphans_are_canceled_and_a_captured_one_fails_the_run_loudly(
+        self, stack: Stack, tmp_path: Path
+    ) -> None:
+        emulator = start_emulator()
+        try:
+            with (
+                own_database(stack, "orphans") as database_url,
+                sdk_client(emulator.url, api_key=STRIPE_TEST_KEY) as sdk,
+            ):
+                params: dict[str, Any] = {
+                    "amount": 2500,
+                    "currency": "usd",
+                    "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+                }
+                open_one = sdk.v1.payment_intents.create(
+                    params={**params, "metadata": {"service_order_id": "ord_gone_open"}}
+                )
+                held = sdk.v1.payment_intents.create(
+                    params={
+                        **params,
+                        "capture_method": "manual",
+                        "confirm": True,
+                        "payment_method": "pm_card_visa",
+                        "metadata": {"service_order_id": "ord_gone_held"},
+                    }
+                )
+                captured = sdk.v1.payment_intents.create(
+                    params={
+                        **params,
+                        "confirm": True,
+                        "payment_method": "pm_card_visa",
+                        "metadata": {"service_order_id": "ord_gone_paid"},
+                    }
+                )
+                theirs = sdk.v1.payment_intents.create(params=params)
+                assert (held.status, captured.status) == ("requires_capture", "succeeded")
+                metrics = tmp_path / "reconcile.prom"
+
+                first = run_reconcile(
+                    stack,
+                    "--metrics-file",
+                    str(metrics),
+                    database_url=database_url,
+                    stripe_base=emulator.url,
+                )
+                second = run_reconcile(stack, database_url=database_url, stripe_base=emulator.url)
+
+                assert first.returncode == 1, first.stdout + first.stderr
+                lines = first.stdout.splitlines()
+                for canceled in (open_one, held):
+                    assert sdk.v1.payment_intents.retrieve(canceled.id).status == "canceled"
+                    assert any(
+                        line.startswith(f"{canceled.id}: orphan canceled at Stripe")
+                        for line in lines
+                    ), first.stdout
+                why = "its order ord_gone_paid does not exist"
+                assert f"{captured.id}: ORPHAN CAPTURED 2500 usd ({why})" in first.stdout
+                # Logged at ERROR (the command line leaves logging unconfigured: Python's last
+                # resort handler writes WARNING and above to stderr).
+                assert f"orphan payment intent {captured.id} captured" in first.stderr
+                assert sdk.v1.payment_intents.retrieve(captured.id).status == "succeeded"
+                assert sdk.v1.payment_intents.retrieve(theirs.id).status == (
+                    "requires_payment_method"
+                )
+                assert theirs.id not in first.stdout
+                exported = metrics.read_text()
+                assert 'payments_reconcile_last_run{count="orphans_canceled"} 2.0' in exported
+                assert 'payments_reconcile_last_run{count="orphans_captured"} 1.0' in exported
+                # Still there, still reported, still failing: never dropped silently.
+                assert second.returncode == 1
+                assert f"{captured.id}: ORPHAN CAPTURED" in second.stdout
+                assert open_one.id not in second.stdout
+        finally:
+            stop_emulator(emulator)
