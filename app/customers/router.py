@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from app.auth import Caller
 from app.customers import service
@@ -17,23 +17,38 @@ from app.customers.schemas import (
     PaymentMethodList,
     PaymentMethodRead,
 )
-from app.db import Session
+from app.db import Session, Sessions
 from app.stripe_gateway import Gateway
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 
+UNKNOWN: dict[str, Any] = {
+    "description": "Stripe could not be reached or rate limited the service "
+    "(`stripe_unavailable`), or its answer was lost (`stripe_outcome_unknown`): retry after "
+    "`Retry-After` seconds with the same `Idempotency-Key`. `customer_row` names the service's "
+    "record of the customer, kept for that retry."
+}
 
-@router.post("", summary="Create a customer", response_model=CustomerRead)
+
+@router.post("", summary="Create a customer", response_model=CustomerRead, responses={503: UNKNOWN})
 async def create_customer(
-    body: CustomerCreate, session: Session, stripe: Gateway, caller: Caller
+    body: CustomerCreate, request: Request, sessions: Sessions, stripe: Gateway, caller: Caller
 ) -> CustomerRead:
     """Create a customer on Stripe and keep it in the service's database.
 
     Takes Stripe's `Customer.create` parameters (`email`, `name`, `phone`, `description`,
     `metadata`, `address`, `shipping`, `payment_method`, `invoice_settings`…) and answers with
     Stripe's Customer object; its `id` (`cus_…`) is the id to use on every other customer call.
+
+    Send an `Idempotency-Key` header: if Stripe's answer is lost (503 `stripe_outcome_unknown`),
+    the same request with the same key answers with the customer Stripe made, never a second
+    one. The same key with other parameters is refused (400 `idempotency_key_reused`).
     """
-    return CustomerRead.model_validate(await service.create_customer(session, stripe, body))
+    key = (request.headers.get("idempotency-key") or "").strip() or None
+    customer = await service.create_customer(
+        sessions, stripe, body, caller=caller, idempotency_key=key
+    )
+    return CustomerRead.model_validate(customer)
 
 
 @router.get("", summary="List customers", response_model=CustomerList)

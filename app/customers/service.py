@@ -2,6 +2,18 @@
 read fresh from Stripe, and mirrored locally (email, name, default payment method, metadata and
 the object as last seen).
 
+`create_customer` opens no request session: it commits the row in a short transaction of its own
+BEFORE it calls Stripe (with the caller and its `Idempotency-Key`, if any, and the parameters
+sent in `data` until Stripe's object replaces them), holds no connection while Stripe answers,
+and records the answer in a second one. When Stripe refuses (a 4xx, an authentication failure),
+nothing exists there: the row is deleted and the refusal is the answer. When the outcome is
+unknown (a timeout, a dropped connection, a 5xx, a 409 while the key is in use), the row stays
+and the 503 names it (`customer_row`): a retry with the same `Idempotency-Key` finds it and sends
+Stripe the same key, so Stripe replays the customer it made, never a second one. Without a key
+the row stays with `stripe_id` NULL: never listed nor found by a Stripe id, a record (with what
+was asked) of a customer Stripe may or may not have made, for an operator to settle; a retry
+without a key is a new row and a new customer.
+
 Stripe idempotency keys:
 - create: `customer:{row.id}`;
 - update: `customer:{row.id}:update:{row.version}:{hash of the parameters}`: a retry of the same
@@ -18,27 +30,125 @@ import json
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from stripe.params import CustomerCreateParams, CustomerUpdateParams
 
 from app.customers.schemas import CustomerCreate, CustomerUpdate, PaymentMethodAttach
-from app.errors import InvalidRequest, NotFound
+from app.errors import AppError, CardDeclined, InvalidRequest, NotFound, StripeFailure
 from app.models import Customer
 from app.stripe_gateway import StripeGateway
 
+# Stripe's definite refusals: nothing was created there.
+REFUSED = (InvalidRequest, NotFound, CardDeclined, StripeFailure)
+
+
+class IdempotencyKeyReused(InvalidRequest):
+    type = "idempotency_error"
+    code = "idempotency_key_reused"
+
 
 async def create_customer(
-    session: AsyncSession, stripe: StripeGateway, body: CustomerCreate
+    sessions: async_sessionmaker[AsyncSession],
+    stripe: StripeGateway,
+    body: CustomerCreate,
+    *,
+    caller: str,
+    idempotency_key: str | None = None,
 ) -> dict[str, Any]:
-    row = Customer(email=body.email, name=body.name, metadata_=body.metadata or {})
-    session.add(row)
-    await session.flush()
-    params = cast(CustomerCreateParams, body.model_dump(exclude_unset=True, exclude_none=True))
-    customer = (await stripe.create_customer(params, f"customer:{row.id}")).to_dict()
-    _refresh(row, customer)
-    await session.flush()
+    """Commit the row (or find the one this caller's `idempotency_key` made), create the
+    customer on Stripe and record it, each committed here."""
+    params = body.model_dump(exclude_unset=True, exclude_none=True)
+    row_id, stripe_id = await _committed_row(sessions, body, params, caller, idempotency_key)
+    if stripe_id is not None:
+        # An earlier request with this key got Stripe's answer: the customer as Stripe has it.
+        customer = (await stripe.retrieve_customer(stripe_id)).to_dict()
+    else:
+        customer = await _create_on_stripe(sessions, stripe, params, row_id)
+    if not customer.get("deleted"):
+        async with sessions.begin() as session:
+            _refresh(await session.get_one(Customer, row_id), customer)
     return customer
+
+
+async def _create_on_stripe(
+    sessions: async_sessionmaker[AsyncSession],
+    stripe: StripeGateway,
+    params: dict[str, Any],
+    row_id: int,
+) -> dict[str, Any]:
+    """The customer Stripe created for the row, keyed by its id; the row is deleted when Stripe
+    refuses, and named in the error when the outcome is unknown."""
+    try:
+        created = await stripe.create_customer(
+            cast(CustomerCreateParams, params), f"customer:{row_id}"
+        )
+    except REFUSED:
+        async with sessions.begin() as session:
+            await session.execute(
+                delete(Customer).where(Customer.id == row_id, Customer.stripe_id.is_(None))
+            )
+        raise
+    except AppError as exc:
+        # Maybe created, maybe not: the row stays for the retry.
+        exc.extra["customer_row"] = row_id
+        raise
+    return created.to_dict()
+
+
+async def _committed_row(
+    sessions: async_sessionmaker[AsyncSession],
+    body: CustomerCreate,
+    params: dict[str, Any],
+    owner: str,
+    key: str | None,
+) -> tuple[int, str | None]:
+    """The row for this request, committed: the one an earlier request with the caller's `key`
+    made, else a new one. Its id and Stripe id."""
+    try:
+        async with sessions.begin() as session:
+            row = Customer(
+                email=body.email,
+                name=body.name,
+                metadata_=body.metadata or {},
+                data=params,
+                idempotency_owner=owner,
+                idempotency_key=key,
+            )
+            session.add(row)
+    except IntegrityError:
+        # The caller's key is taken: by an earlier request (a retry) or a concurrent one.
+        if key is None:
+            raise
+        async with sessions() as session:
+            found = await session.scalar(
+                select(Customer).where(
+                    Customer.idempotency_owner == owner, Customer.idempotency_key == key
+                )
+            )
+        if found is None:
+            raise
+        return _same_request(found, body, params, key)
+    return row.id, None
+
+
+def _same_request(
+    row: Customer, body: CustomerCreate, params: dict[str, Any], key: str
+) -> tuple[int, str | None]:
+    """The row's id and Stripe id, if it was made by a request like this one: with the same
+    parameters while Stripe's answer is awaited, then with the same email, name and metadata
+    (Stripe's object has replaced the parameters)."""
+    if row.stripe_id is None:
+        same = row.data == params
+    else:
+        same = (row.email, row.name, row.metadata_) == (body.email, body.name, body.metadata or {})
+    if not same:
+        raise IdempotencyKeyReused(
+            f"Idempotency-Key '{key}' was already used to create customer row {row.id} with "
+            "other parameters; use a new key for a new customer."
+        )
+    return row.id, row.stripe_id
 
 
 async def get_customer(

@@ -12,8 +12,9 @@ from app.models.base import Base, Json, StripeId, Timestamps, utcnow
 
 
 class Customer(Timestamps, Base):
-    """A customer we created on Stripe. The row is written before the Stripe call (its id keys
-    that call), so `stripe_id` is empty only inside that transaction."""
+    """A customer we created on Stripe. The row is committed before the Stripe call (its id keys
+    that call), with the parameters sent in `data`; `stripe_id` stays empty when Stripe's answer
+    was lost, until a retry with the same Idempotency-Key (app.customers.service)."""
 
     __tablename__ = "customers"
     __table_args__ = (
