@@ -73,6 +73,13 @@ class InvalidRequest(AppError):
     """Our own validation, or Stripe's invalid-request error passed through (400)."""
 
 
+class IdempotencyKeyReused(InvalidRequest):
+    """The caller's `Idempotency-Key` already made something with other parameters."""
+
+    type = "idempotency_error"
+    code = "idempotency_key_reused"
+
+
 class NotFound(AppError):
     status = 404
     code = "resource_missing"

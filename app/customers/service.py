@@ -36,17 +36,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from stripe.params import CustomerCreateParams, CustomerUpdateParams
 
 from app.customers.schemas import CustomerCreate, CustomerUpdate, PaymentMethodAttach
-from app.errors import AppError, CardDeclined, InvalidRequest, NotFound, StripeFailure
+from app.errors import (
+    AppError,
+    CardDeclined,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    NotFound,
+    StripeFailure,
+)
 from app.models import Customer
 from app.stripe_gateway import StripeGateway
 
 # Stripe's definite refusals: nothing was created there.
 REFUSED = (InvalidRequest, NotFound, CardDeclined, StripeFailure)
-
-
-class IdempotencyKeyReused(InvalidRequest):
-    type = "idempotency_error"
-    code = "idempotency_key_reused"
 
 
 async def create_customer(

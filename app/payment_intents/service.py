@@ -52,6 +52,7 @@ from app.errors import (
     AppError,
     CardDeclined,
     Conflict,
+    IdempotencyKeyReused,
     InvalidRequest,
     NotFound,
     StripeFailure,
@@ -98,11 +99,6 @@ class Outcome:
     error: AppError | None = None
     # The answer as rendered and stored with the request's Idempotency-Key, when it was.
     body: bytes | None = None
-
-
-class IdempotencyKeyReused(InvalidRequest):
-    type = "idempotency_error"
-    code = "idempotency_key_reused"
 
 
 async def create(

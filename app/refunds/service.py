@@ -36,6 +36,7 @@ from app.errors import (
     AppError,
     CardDeclined,
     Conflict,
+    IdempotencyKeyReused,
     InvalidRequest,
     NotFound,
     OutcomeUnknown,
@@ -49,7 +50,6 @@ from app.orders.service import (
     get_order,
     record_refund,
 )
-from app.payment_intents.service import IdempotencyKeyReused
 from app.refunds.schemas import RefundCreate
 from app.stripe_gateway import StripeGateway
 

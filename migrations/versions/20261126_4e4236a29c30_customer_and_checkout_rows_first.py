@@ -39,7 +39,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Downgrade schema."""
+    """Downgrade schema. Rows still waiting for Stripe's answer (a lost one) have no place in the
+    older schema: they are dropped."""
+    op.execute("DELETE FROM customers WHERE stripe_id IS NULL")
+    op.execute("DELETE FROM checkout_sessions WHERE stripe_id IS NULL")
     with op.batch_alter_table("checkout_sessions", schema=None) as batch_op:
         batch_op.alter_column("stripe_id", existing_type=sa.String(length=255), nullable=False)
     with op.batch_alter_table("customers", schema=None) as batch_op:

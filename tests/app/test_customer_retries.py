@@ -320,7 +320,7 @@ class TestRefused:
             ),
             ({"payment_method": "pm_card_chargeDeclined"}, None, 402, "card_declined"),
             ({}, {"status": 400}, 400, None),
-            ({}, {"status": 401}, 502, "stripe_error"),
+            ({}, {"status": 401}, 502, "stripe_auth_error"),
         ],
         ids=["invalid-param", "declined", "fault-400", "fault-401"],
     )
