@@ -5,7 +5,12 @@ python -m app run        migrate, then serve; with no STRIPE_SECRET_KEY (sandbox
                          starts the Stripe emulator wired to the service's webhook endpoint
 python -m app reconcile  apply what Stripe holds to orders whose webhooks were lost (every
                          unfinished order's payment intent, then Stripe events not in the
-                         inbox); prints each change; exits 1 if an item failed
+                         inbox), links or abandons orders with no intent, cancels uncaptured
+                         orphan intents; prints each change; exits 1 if an item failed or a
+                         captured orphan was found
+python -m app audit      hold the orders of a window against Stripe (paid here and not there or
+                         the reverse, amounts, orphan intents, double charges, unmatched events);
+                         exits 1 if anything affects money
 python -m app replay-event EVT_ID
                          fetch one event from Stripe and apply it as its webhook would be,
                          through the inbox: an event already there was applied once and is not
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import subprocess
@@ -35,7 +41,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
+from app.audit import audit
 from app.config import SANDBOX_STRIPE_API_BASE, SANDBOX_WEBHOOK_SECRET, ConfigurationError, Settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import AppError
@@ -154,6 +162,29 @@ async def replay_event(settings: Settings, event_id: str, out: Callable[[str], N
         await engine.dispose()
 
 
+def run_audit(settings: Settings, args: argparse.Namespace) -> int:
+    """`audit`'s exit status: 0 nothing affects money, 1 something does, 2 it could not run."""
+    min_age = settings.reconcile_min_age_seconds if args.min_age is None else args.min_age
+    try:
+        report = asyncio.run(
+            audit(settings, since_days=args.since, min_age_seconds=max(0, min_age))
+        )
+    except (AppError, DBAPIError) as exc:
+        reason = exc.message if isinstance(exc, AppError) else type(exc.orig or exc).__name__
+        print(f"audit: could not run: {reason}", file=sys.stderr)  # noqa: T201
+        return 2
+    if args.json:
+        say(json.dumps(report.as_json()))
+    else:
+        for finding in report.findings:
+            say(finding.line())
+        say(report.summary())
+    if args.metrics_file:
+        counts = {**report.counts(), "money": report.money, "orders_checked": report.orders_checked}
+        write_job_metrics(args.metrics_file, "audit", counts)
+    return 1 if report.money else 0
+
+
 def _already_applied(event_id: str, event_type: str, outcome: str) -> str:
     return (
         f"{event_id} {event_type}: already in the webhook inbox ({outcome}); it was applied once "
@@ -242,6 +273,29 @@ def main(argv: list[str] | None = None) -> None:
         metavar="PATH",
         help="also write the run's counts there, for node_exporter's textfile collector",
     )
+    audit_parser = commands.add_parser(
+        "audit", help="hold the orders against Stripe; exit 1 if a difference affects money"
+    )
+    audit_parser.add_argument(
+        "--since",
+        type=int,
+        default=MAX_EVENT_DAYS,
+        choices=range(1, 366),
+        metavar="DAYS",
+        help=f"orders and intents created in the last DAYS days (default {MAX_EVENT_DAYS})",
+    )
+    audit_parser.add_argument(
+        "--min-age",
+        type=int,
+        metavar="SECONDS",
+        help="leave out younger objects (default: RECONCILE_MIN_AGE_SECONDS, 300)",
+    )
+    audit_parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    audit_parser.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="also write the finding counts there, for node_exporter's textfile collector",
+    )
     replay_parser = commands.add_parser(
         "replay-event",
         help="fetch a Stripe event and apply it through the webhook inbox (once, ever)",
@@ -280,6 +334,8 @@ def _dispatch(args: argparse.Namespace) -> None:
         if args.metrics_file:
             write_job_metrics(args.metrics_file, "reconcile", report.counts())
         sys.exit(1 if report.failed else 0)
+    elif args.command == "audit":
+        sys.exit(run_audit(Settings(), args))
     elif args.command == "replay-event":
         sys.exit(asyncio.run(replay_event(Settings(), args.event_id, say)))
     elif args.command == "create-api-key":
