@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,6 +26,11 @@ from app.db import is_postgres
 from app.pg_direct import connect_args
 
 log = logging.getLogger("app.liveness")
+CONNECT_TIMEOUT_SECONDS = 5
+# After a failed attempt, claims go without a holder for this long before the next attempt, so a
+# database that is down does not make every request wait for a connection.
+RETRY_AFTER_SECONDS = 5
+_UNREACHABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 class Holder:
@@ -35,6 +41,7 @@ class Holder:
         self.key = secrets.randbits(62) + 1  # a positive bigint
         self._connection: asyncpg.Connection | None = None
         self._opening = asyncio.Lock()
+        self._next_attempt = 0.0
 
     async def current(self) -> int | None:
         """The key to record in a claim: None on SQLite, or while the lock cannot be held (the
@@ -43,18 +50,17 @@ class Holder:
             return None
         if self._connection is not None and not self._connection.is_closed():
             return self.key
+        if time.monotonic() < self._next_attempt:
+            return None
         async with self._opening:
             if self._connection is None or self._connection.is_closed():
+                options = {"timeout": CONNECT_TIMEOUT_SECONDS, **connect_args(self._engine)}
                 try:
-                    connection = await asyncpg.connect(**connect_args(self._engine))
+                    connection = await asyncpg.connect(**options)
                     await connection.execute("SELECT pg_advisory_lock($1)", self.key)
-                except (
-                    asyncpg.PostgresError,
-                    asyncpg.InterfaceError,
-                    OSError,
-                    TimeoutError,
-                ) as exc:
+                except _UNREACHABLE as exc:
                     log.warning("liveness lock not held: %s", type(exc).__name__)
+                    self._next_attempt = time.monotonic() + RETRY_AFTER_SECONDS
                     return None
                 self._connection = connection
         return self.key

@@ -68,8 +68,11 @@ class CheckoutSession(Timestamps, Base):
     transaction."""
 
     __tablename__ = "checkout_sessions"
-    # Never reuse the id of a rolled-back row on SQLite: it keys a Stripe call.
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (
+        UniqueConstraint("idempotency_owner", "idempotency_key"),
+        # Never reuse the id of a rolled-back row on SQLite: it keys a Stripe call.
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     stripe_id: Mapped[str | None] = mapped_column(StripeId, unique=True)
@@ -83,6 +86,10 @@ class CheckoutSession(Timestamps, Base):
     amount_total: Mapped[int | None] = mapped_column(BigInteger)
     currency: Mapped[str | None] = mapped_column(String(3))
     url: Mapped[str | None] = mapped_column(String(2048))
+    # The caller and `Idempotency-Key` that created a session without an order, if any: a retry
+    # of that request finds this row instead of making another.
+    idempotency_owner: Mapped[str | None] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
 
 
 class Refund(Timestamps, Base):
