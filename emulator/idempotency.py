@@ -35,10 +35,14 @@ class IdempotencyStore:
         self.now = now
         self.saved: dict[tuple[str, str], Saved] = {}
         self.expiry: deque[tuple[int, tuple[str, str]]] = deque()
+        # Answers given so far (`GET /_emulator/health`): 409 `idempotency_key_in_use`, replays.
+        self.in_use = 0
+        self.replayed = 0
 
     def clear(self) -> None:
         self.saved.clear()
         self.expiry.clear()
+        self.in_use = self.replayed = 0
 
     def begin(self, account: str, key: str, method: str, path: str, params: Any) -> Saved | None:
         """The saved result to replay, or None after marking this key as in flight."""
@@ -47,6 +51,7 @@ class IdempotencyStore:
         saved = self.saved.get((account, key))
         if saved is not None:
             if saved.in_flight:
+                self.in_use += 1
                 raise StripeError(
                     409,
                     "idempotency_error",
@@ -63,6 +68,7 @@ class IdempotencyStore:
                     f"were first used with. Try using a key other than '{key}' if you meant to "
                     "execute a different request.",
                 )
+            self.replayed += 1
             return saved
         created = self.now()
         self.saved[(account, key)] = Saved(fingerprint=fingerprint, created=created)

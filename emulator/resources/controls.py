@@ -65,7 +65,14 @@ def deliveries(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
 
 @router.route("GET", "/_emulator/health")
 def health(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
-    return {"status": "ok", "objects": {k: len(c) for k, c in ctx.store.collections.items()}}
+    """Objects stored by kind, and the idempotency keys' answers since the last reset: 409s
+    `idempotency_key_in_use` (`in_use`) and replayed results (`replayed`)."""
+    keys = ctx.emu.idempotency
+    return {
+        "status": "ok",
+        "objects": {k: len(c) for k, c in ctx.store.collections.items()},
+        "idempotency": {"keys": len(keys.saved), "in_use": keys.in_use, "replayed": keys.replayed},
+    }
 
 
 @router.route("GET", "/_emulator/routes")

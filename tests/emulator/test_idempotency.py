@@ -133,6 +133,8 @@ class TestConflicts:
             headers={**AUTH, "Idempotency-Key": "busy"},
         )
         assert replay.json()["id"] == results["slow"].json()["id"]
+        counts = controls.get("/_emulator/health").json()["idempotency"]
+        assert (counts["in_use"], counts["replayed"]) == (1, 1)
 
 
 class TestScope:
