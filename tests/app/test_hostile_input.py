@@ -1,7 +1,8 @@
 """Bad input that used to get a 5xx (issue 14), now a 400 in the error envelope with nothing
 written and nothing sent to Stripe: JSON nested a thousand deep (an unauthenticated 500, or a
-connection closed without an answer), and U+0000 in a string, a key, an id or a query parameter
-(a 503 `database_unavailable`, as if the database were down)."""
+connection closed without an answer), U+0000 in a string, a key, an id or a query parameter (a
+503 `database_unavailable`, as if the database were down), and signed webhook events that are
+JSON but not usable events (a 500, or a 503 on every redelivery)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -348,3 +349,70 @@ class TestNulCharacter:
             )
             assert "NUL" in error["message"]
         assert counts(stack) == before
+
+
+def _without(key: str) -> Callable[[dict[str, Any]], None]:
+    return lambda evt: evt.pop(key)
+
+
+def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda evt: evt.update({key: value})
+
+
+def _set_object(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda evt: evt["data"]["object"].update({key: value})
+
+
+def _without_object_id(evt: dict[str, Any]) -> None:
+    evt["data"]["object"].pop("id")
+
+
+MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "data null": (_set("data", None), "`data.object`"),
+    "data a list": (_set("data", [{"object": {"id": "pi_x"}}]), "`data.object`"),
+    "data without object": (_set("data", {}), "`data.object`"),
+    "object a string": (_set("data", {"object": "pi_x"}), "`data.object`"),
+    "object a list": (_set("data", {"object": [{"id": "pi_x"}]}), "`data.object`"),
+    "object without id": (_without_object_id, "`data.object.id`"),
+    "object id a number": (_set_object("id", 5), "`data.object.id`"),
+    "object id empty": (_set_object("id", ""), "`data.object.id`"),
+    "object id too long": (_set_object("id", "pi_" + "x" * 253), "`data.object.id`"),
+    "id a number": (_set("id", 5), "`id`"),
+    "id missing": (_without("id"), "`id`"),
+    "id too long": (_set("id", "evt_" + "x" * 252), "`id`"),
+    "type a list": (_set("type", ["payment_intent.succeeded"]), "`type`"),
+    "type null": (_set("type", None), "`type`"),
+}
+
+
+class TestMalformedEvents:
+    @pytest.mark.parametrize("case", MALFORMED)
+    def test_a_signed_event_that_is_not_usable_is_refused_and_not_stored(
+        self, stack: Stack, case: str
+    ) -> None:
+        change, named = MALFORMED[case]
+        evt = event("payment_intent.succeeded", foreign_intent())
+        change(evt)
+        before = counts(stack)
+
+        for _ in range(2):
+            error = assert_refused(
+                signed(stack.public, json.dumps(evt)), "webhook_payload_invalid", None
+            )
+            assert named in error["message"], error
+        assert counts(stack) == before
+
+    def test_an_object_without_an_id_is_stored_when_its_type_is_only_stored(
+        self, stack: Stack
+    ) -> None:
+        # Stripe's balance object has no id; the service acts on no balance event.
+        evt = event("balance.available", {"object": "balance", "available": [], "pending": []})
+        response = signed(stack.public, json.dumps(evt))
+
+        assert response.status_code == 200, response.text
+        assert response.json() == {"received": True, "duplicate": False, "outcome": "ignored"}
+        rows = stack.rows(
+            "SELECT object_id, outcome FROM webhook_events WHERE stripe_event_id = :id",
+            id=evt["id"],
+        )
+        assert rows == [{"object_id": None, "outcome": "ignored"}]
