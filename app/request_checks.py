@@ -12,6 +12,9 @@ error envelope, found without recursion so that no input can exhaust the stack:
   deliveries too: Stripe never sends U+0000, so a signed event holding one is refused (not
   altered to fit the inbox, which keeps events as sent) rather than answered with a 503 on
   every delivery;
+- an unpaired surrogate (a `\\ud800` escape alone: no character, so no UTF-8) in a JSON string
+  or key → `parameter_invalid`, naming it: it cannot be encoded for the database or for
+  Stripe, and was a 500;
 - a card number (13 to 19 digits, spaces or dashes between them, passing Luhn: `app.log`'s
   test) in any value or key → `card_data_refused`, naming the parameter. Key names alone
   (`number`, `card`) are ordinary metadata keys and never refused.
@@ -39,6 +42,7 @@ CARD_DATA_MESSAGE = (
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _OPENING = frozenset(b"[{")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 Params = Iterable[tuple[str | None, str]]
 
@@ -147,10 +151,17 @@ def _first(params: Params, *, cards: bool) -> Refusal | None:
             )
         if "\x00" in text:
             return _nul(param)
+        if _SURROGATE.search(text):
+            return _unstorable(
+                param, "an unpaired surrogate (U+D800 to U+DFFF)", "unpaired surrogate"
+            )
     return None
 
 
 def _nul(param: str | None) -> Refusal:
+    return _unstorable(param, "the NUL character (U+0000)", "NUL character")
+
+
+def _unstorable(param: str | None, what: str, reason: str) -> Refusal:
     subject = "The body" if param is None else "`" + param.replace("\x00", "\\u0000") + "`"
-    message = f"{subject} must not contain the NUL character (U+0000)."
-    return Refusal("parameter_invalid", "NUL character", message, param)
+    return Refusal("parameter_invalid", reason, f"{subject} must not contain {what}.", param)

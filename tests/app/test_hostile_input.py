@@ -1,8 +1,9 @@
 """Bad input that used to get a 5xx (issue 14), now a 400 in the error envelope with nothing
 written and nothing sent to Stripe: JSON nested a thousand deep (an unauthenticated 500, or a
 connection closed without an answer), U+0000 in a string, a key, an id or a query parameter (a
-503 `database_unavailable`, as if the database were down), and signed webhook events that are
-JSON but not usable events (a 500, or a 503 on every redelivery)."""
+503 `database_unavailable`, as if the database were down), an unpaired surrogate in a string (a
+500), and signed webhook events that are JSON but not usable events (a 500, or a 503 on every
+redelivery)."""
 
 from __future__ import annotations
 
@@ -348,6 +349,46 @@ class TestNulCharacter:
                 signed(stack.public, payload), "parameter_invalid", "data[object][metadata][k]"
             )
             assert "NUL" in error["message"]
+        assert counts(stack) == before
+
+
+class TestUnpairedSurrogate:
+    @pytest.mark.parametrize(
+        ("metadata", "param"),
+        [('{"k": "a\\ud800"}', "metadata[k]"), ('{"\\udfff": "v"}', "metadata[\udfff]")],
+    )
+    def test_in_a_body_string_or_key_it_is_refused_naming_the_parameter(
+        self, stack: Stack, metadata: str, param: str
+    ) -> None:
+        email = f"{mark()}@example.com"
+        before = counts(stack)
+        response = stack.api.post(
+            "/customers",
+            content=f'{{"email": "{email}", "metadata": {metadata}}}',
+            headers={"Content-Type": "application/json"},
+        )
+
+        error = assert_refused(response, "parameter_invalid", param)
+        assert "unpaired surrogate" in error["message"]
+        assert counts(stack) == before
+        assert stack.stripe.v1.customers.list(params={"email": email}).data == []
+
+    def test_a_surrogate_pair_is_one_character_and_accepted(self, stack: Stack) -> None:
+        email = f"{mark()}@example.com"
+        response = stack.api.post(
+            "/customers",
+            content=f'{{"email": "{email}", "metadata": {{"k": "\\ud83d\\ude00"}}}}',
+            headers={"Content-Type": "application/json"},
+        )
+
+        assert response.status_code == 200, response.text
+        assert response.json()["metadata"] == {"k": "\U0001f600"}
+
+    def test_in_a_signed_webhook_it_is_refused_and_not_stored(self, stack: Stack) -> None:
+        evt = event("payment_intent.succeeded", foreign_intent(metadata={"k": "\ud800"}))
+        before = counts(stack)
+
+        assert_refused(signed(stack.public, json.dumps(evt)), "webhook_payload_invalid", None)
         assert counts(stack) == before
 
 
