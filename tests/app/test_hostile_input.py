@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.app.test_validation import intents_marked, session_body, sessions_marked
-from tests.app.test_webhooks import event, foreign_intent
+from tests.app.test_webhooks import create_intent, event, foreign_intent
 from tests.fixtures.service import API_KEY, Stack, sign_event
 
 PUBLIC = "/api/create-payment-intent"
@@ -442,6 +442,36 @@ class TestMalformedEvents:
             )
             assert named in error["message"], error
         assert counts(stack) == before
+
+    @pytest.mark.parametrize(
+        ("linked", "fields"),
+        [
+            (True, {"status": ["succeeded"]}),
+            (True, {"amount_received": "lots"}),
+            (False, {"status": "succeeded", "metadata": "ord_x"}),
+        ],
+        ids=["linked-status-list", "linked-amount-text", "metadata-text"],
+    )
+    def test_a_well_shaped_event_with_unreadable_fields_is_refused_not_a_500(
+        self, stack: Stack, linked: bool, fields: dict[str, Any]
+    ) -> None:
+        # `linked`: the intent of one of our orders (on Postgres the webhook fast path's case).
+        intent = foreign_intent()
+        order = None
+        if linked:
+            created = create_intent(stack)
+            intent["id"], order = created["id"], stack.order(created["order_id"])
+        evt = event("payment_intent.succeeded", {**intent, **fields})
+        before = counts(stack)
+
+        for _ in range(2):
+            error = assert_refused(
+                signed(stack.public, json.dumps(evt)), "webhook_payload_invalid", None
+            )
+            assert "payment_intent.succeeded" in error["message"], error
+        assert counts(stack) == before
+        if order is not None:
+            assert stack.order(order["id"]) == order
 
     def test_an_object_without_an_id_is_stored_when_its_type_is_only_stored(
         self, stack: Stack
