@@ -47,8 +47,9 @@ PUBLIC_OPERATIONS = frozenset(
     {("post", PUBLIC_PATH), ("post", WEBHOOK_PATH)} | {("get", path) for path in HEALTH_PATHS}
 )
 ERROR_STATUSES = {
-    400: "Invalid request: a parameter (`param` names it), card data in the body "
-    "(`card_data_refused`), or an `Idempotency-Key` reused with another body.",
+    400: "Invalid request: a parameter (`param` names it), card data in the body or query "
+    "(`card_data_refused`), a body nested too deep (`json_too_deep`), or an `Idempotency-Key` "
+    "reused with another body.",
     401: "No API key, or an unknown one.",
     404: "No such object (`param` names the id).",
     409: "The object's state forbids it, or a request with this `Idempotency-Key` is still "

@@ -4,11 +4,16 @@
   `RATE_LIMIT_REDIS_URL` is set so every replica shares them, else in this process) → 429;
 - a cap on the request body, checked on `Content-Length` and again while the body streams in
   (never more than the cap is held) → 413;
-- card data in a body or a query string (a `card`, `number`, `cvc` or `card[…]` key, or a digit
-  string shaped like a card number that passes Luhn) → 400 `card_data_refused`, and the body is
-  neither processed nor logged. The service never handles card numbers: Stripe.js sends them to
-  Stripe directly. Stripe's own webhook deliveries are exempt (they describe cards by brand and
-  last four digits);
+- a body nested deeper than any request needs, and a NUL character (U+0000) in the path, the
+  query string or the body → 400 (`app.request_checks`), on every endpoint: before any parser
+  recurses, and before anything is written or sent to Stripe;
+- card data: a value (or key) in the body or the query string that is a card number (13 to
+  19 digits, spaces or dashes allowed between them, passing Luhn) → 400 `card_data_refused`
+  naming its parameter, and the body is neither processed nor logged. Key names are not card
+  data: a metadata key `number` or `card` is accepted, while `card[number]=4242…` is refused
+  for its value. The service never handles card numbers: Stripe.js sends them to Stripe
+  directly. Stripe's own webhook deliveries are exempt (they describe cards by brand and last
+  four digits);
 - every error body the service sends passes through the log redaction, so no secret it might
   quote leaves in a response.
 """
@@ -19,19 +24,17 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator
-from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote_plus
+from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.log import Redactor, card_numbers
+from app.log import Redactor
 from app.request_body import replay
+from app.request_checks import Refusal, check_body, check_path, check_query
 
 log = logging.getLogger("app.security")
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-CARD_KEYS = frozenset({"card", "number", "cvc", "cvv", "cvc2", "card_number", "cardnumber"})
 
 
 class RateLimiter(Protocol):
@@ -103,41 +106,6 @@ def make_rate_limiter(redis_url: str | None) -> RateLimiter:
     return RedisRateLimiter(redis_url) if redis_url else MemoryRateLimiter()
 
 
-def card_data_param(body: bytes, content_type: str) -> tuple[bool, str | None]:
-    """Whether `body` carries card data, and the parameter that does when it is a key."""
-    text = body.decode("utf-8", errors="replace")
-    if "json" in content_type or text.lstrip().startswith(("{", "[")):
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            pass
-        else:
-            for param in _card_keys(parsed, None):
-                return True, param
-    elif "x-www-form-urlencoded" in content_type:
-        for name, _value in parse_qsl(text, keep_blank_values=True):
-            if _is_card_key(name):
-                return True, name
-    return bool(card_numbers(text)), None
-
-
-def _is_card_key(name: str) -> bool:
-    lowered = name.strip().lower()
-    return lowered in CARD_KEYS or lowered.startswith("card[")
-
-
-def _card_keys(value: Any, path: str | None) -> Iterator[str | None]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            param = key if path is None else f"{path}[{key}]"
-            if _is_card_key(str(key)):
-                yield param
-            yield from _card_keys(item, param)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _card_keys(item, f"{path}[{i}]" if path else str(i))
-
-
 class SecurityMiddleware:
     def __init__(
         self,
@@ -184,9 +152,10 @@ class SecurityMiddleware:
                     headers=[(b"retry-after", seconds.encode())],
                 )
                 return
-        query = unquote_plus(scope.get("query_string", b"").decode("latin-1"))
-        if path not in self.card_exempt and card_numbers(query):
-            await self._refuse_card_data(scope, send, None)
+        cards = path not in self.card_exempt
+        refusal = check_path(path) or check_query(scope.get("query_string", b""), cards=cards)
+        if refusal:
+            await _refuse(scope, send, refusal)
             return
         if method not in BODY_METHODS:
             await self.app(scope, receive, send)
@@ -201,29 +170,12 @@ class SecurityMiddleware:
         if body is None:
             await _too_large(send, cap)
             return
-        if path not in self.card_exempt:
-            content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
-            found, param = card_data_param(body, content_type)
-            if found:
-                await self._refuse_card_data(scope, send, param)
-                return
+        content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
+        refusal = check_body(body, content_type, cards=cards)
+        if refusal:
+            await _refuse(scope, send, refusal)
+            return
         await self.app(scope, replay(body, receive), send)
-
-    async def _refuse_card_data(self, scope: Scope, send: Send, param: str | None) -> None:
-        log.warning(
-            "request refused: card data in the request",
-            extra={"path": scope["path"], "client": _ip(scope)},
-        )
-        await _error(
-            send,
-            400,
-            "invalid_request_error",
-            "card_data_refused",
-            "This request carries card data. The service never accepts card numbers or "
-            "security codes: collect them with Stripe.js (Stripe Elements), which sends them to "
-            "Stripe directly, and pass the resulting `payment_method` id.",
-            param=param,
-        )
 
 
 class _RedactErrors:
@@ -250,6 +202,15 @@ class _RedactErrors:
         headers.append((b"content-length", str(len(body)).encode()))
         await self.send({**self.start, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
+
+
+async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
+    log.warning(
+        "request refused: %s", refusal.reason, extra={"path": scope["path"], "client": _ip(scope)}
+    )
+    await _error(
+        send, 400, "invalid_request_error", refusal.code, refusal.message, param=refusal.param
+    )
 
 
 def _ip(scope: Scope) -> str:

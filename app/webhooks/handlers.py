@@ -33,7 +33,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import engine_of, is_postgres
-from app.errors import AppError, NotFound
+from app.errors import AppError, InvalidRequest, NotFound
 from app.models import CheckoutSession, Order, OrderStatus, PaymentIntent
 from app.observability import record_webhook
 from app.orders.service import (
@@ -129,6 +129,20 @@ async def receive(
                 return receipt
         async with sessions.begin() as session:
             return await _store_and_apply(session, gateway, payload)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # A signed event whose object has the right shape but fields that cannot be read (a
+        # `status` that is a list, `metadata` that is a string): rolled back, and refused.
+        log.exception(
+            "webhook %s %s unreadable",
+            event_id,
+            event_type,
+            extra={"stripe_event_id": event_id, "event_type": event_type, "outcome": "refused"},
+        )
+        raise InvalidRequest(
+            f"The signed event's object is not a readable {event_type} object "
+            f"({type(exc).__name__}); nothing of it was stored.",
+            code="webhook_payload_invalid",
+        ) from None
     except DBAPIError as exc:
         if not _lock_timeout(exc):
             # The database is unreachable or refused a write: nothing of the event was kept.

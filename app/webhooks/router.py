@@ -15,6 +15,8 @@ from app.webhooks import handlers
 
 log = logging.getLogger("app.webhooks")
 router = APIRouter(tags=["webhooks"])
+# The inbox's columns for the event's id, its type and its object's id.
+MAX_ID = 255
 
 EVENT_EXAMPLE: dict[str, Any] = {
     "id": "evt_3Nq8ZbHk2yW1xV0u",
@@ -64,7 +66,10 @@ RECEIPTS[True, None] = _rendered(True, None)
     response_model=WebhookReceipt,
     response_model_exclude_none=True,
     responses={
-        400: {"description": "Missing, invalid or stale `Stripe-Signature`: nothing is stored."},
+        400: {
+            "description": "Missing, invalid or stale `Stripe-Signature`, or a signed body that "
+            "is not a well-formed Stripe event: nothing is stored."
+        },
         503: {
             "description": "The event names an order not committed yet (for up to "
             "`WEBHOOK_UNMATCHED_AFTER_SECONDS` after the event was created): delivered again."
@@ -117,10 +122,34 @@ async def receive(request: Request, sessions: Sessions, stripe: Gateway) -> Resp
         raise InvalidRequest(
             "The signed body is not a JSON Stripe event.", code="webhook_payload_invalid"
         ) from None
-    if not isinstance(payload.get("id"), str) or not isinstance(payload.get("type"), str):
+    malformed = _malformed(payload)
+    if malformed:
         raise InvalidRequest(
-            "The signed body is not a Stripe event: it lacks `id` or `type`.",
-            code="webhook_payload_invalid",
+            f"The signed body is not a Stripe event: {malformed}.", code="webhook_payload_invalid"
         )
     receipt = await handlers.receive(sessions, stripe, payload)
     return Response(RECEIPTS[receipt.duplicate, receipt.outcome], media_type="application/json")
+
+
+def _malformed(event: dict[str, Any]) -> str | None:
+    """What in a signed event the inbox could not store or the handlers could not read, if
+    anything. Refused rather than failing with a 5xx, which Stripe would deliver again and again.
+    (A NUL character anywhere in it was refused by `app.security` already: Postgres cannot store
+    one, and Stripe never sends one.)"""
+    for name in ("id", "type"):
+        if not _short_string(event.get(name)):
+            return f"`{name}` is not a string of 1 to {MAX_ID} characters"
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        return "`data.object` is not an object"
+    object_id = data["object"].get("id")
+    # Some objects have no id (`balance.available`'s balance): fine for the types only stored.
+    if object_id is None and event["type"] not in handlers.HANDLERS:
+        return None
+    if not _short_string(object_id):
+        return f"`data.object.id` is not a string of 1 to {MAX_ID} characters"
+    return None
+
+
+def _short_string(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID

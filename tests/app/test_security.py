@@ -1,6 +1,7 @@
 """Hostile input and unsafe settings: a live key without API keys, the public endpoint's rate
 limit (in memory and shared through Redis by two processes), CORS on refusals, body size caps,
-card data refused and never logged, API keys never stored in clear."""
+card numbers refused wherever they are (but not keys named like card fields) and never logged,
+API keys never stored in clear."""
 
 from __future__ import annotations
 
@@ -192,10 +193,10 @@ class TestRateLimit:
 class TestCors:
     def test_refusals_carry_cors_headers_for_an_allowed_origin_only(self, stack: Stack) -> None:
         allowed = stack.public.post(
-            PUBLIC, json={"card": {"cvc": "123"}}, headers={"Origin": CORS_ORIGIN}
+            PUBLIC, json={"order_id": CARDS[0]}, headers={"Origin": CORS_ORIGIN}
         )
         foreign = stack.public.post(
-            PUBLIC, json={"card": {"cvc": "123"}}, headers={"Origin": "https://evil.example"}
+            PUBLIC, json={"order_id": CARDS[0]}, headers={"Origin": "https://evil.example"}
         )
 
         assert allowed.status_code == foreign.status_code == 400
@@ -250,13 +251,13 @@ class TestBodySize:
 
 
 CARD_BODIES: list[tuple[dict[str, Any], str | None]] = [
-    ({"card": {"number": CARDS[0], "exp_month": 12, "cvc": "123"}}, "card"),
+    ({"card": {"number": CARDS[0], "exp_month": 12, "cvc": "123"}}, "card[number]"),
     ({"items": [{"price": "price_123", "card[number]": CARDS[0]}]}, "items[0][card[number]]"),
-    ({"items": [{"price": "price_123"}], "cvc": "314"}, "cvc"),
-    ({"items": [{"price": "price_123"}], "number": "12"}, "number"),
-    ({"order_id": CARDS[1]}, None),
-    ({"items": [{"price": f"price_{CARDS[2]}"}]}, None),
-    ({"items": [{"price": "price_123", "quantity": int(CARDS[3])}]}, None),
+    ({"order_id": CARDS[1]}, "order_id"),
+    ({"items": [{"price": f"price_{CARDS[2]}"}]}, "items[0][price]"),
+    ({"items": [{"price": "price_123", "quantity": int(CARDS[3])}]}, "items[0][quantity]"),
+    # A key that is a card number is named, but the answer's redaction hides it.
+    ({"items": [{"price": "price_123"}], CARDS[0]: "x"}, "[REDACTED CARD NUMBER]"),
 ]
 
 
@@ -277,22 +278,57 @@ class TestCardData:
     @pytest.mark.parametrize(
         ("body", "param"),
         [
-            ({"amount": 2000, "currency": "usd", "metadata": {"pan": CARDS[0]}}, None),
-            ({"amount": 2000, "currency": "usd", "description": f"card {CARDS[1]}"}, None),
-            ({"amount": 2000, "currency": "usd", "payment_method_data": {"card": {}}},
-             "payment_method_data[card]"),
+            ({"metadata": {"pan": CARDS[0]}}, "metadata[pan]"),
+            ({"metadata": {"note": f"card {CARDS[2]}"}}, "metadata[note]"),
+            ({"description": f"card {CARDS[1]}"}, "description"),
+            ({"payment_method_data": {"card": {"number": CARDS[3]}}},
+             "payment_method_data[card][number]"),
         ],
     )  # fmt: skip
-    def test_the_private_api_refuses_card_data_too(
+    def test_the_private_api_refuses_a_card_number_under_any_key(
         self, stack: Stack, body: dict[str, Any], param: str | None
     ) -> None:
         before = order_count(stack)
-        assert_error(stack.api.post("/payment-intents", json=body), 400, "card_data_refused", param)
+        response = stack.api.post(
+            "/payment-intents", json={"amount": 2000, "currency": "usd", **body}
+        )
+        assert_error(response, 400, "card_data_refused", param)
+        assert order_count(stack) == before
+
+    def test_a_card_number_in_a_form_body_is_refused_for_its_value(self, stack: Stack) -> None:
+        before = order_count(stack)
+        response = stack.api.post(
+            "/payment-intents",
+            content=f"amount=2000&currency=usd&card[number]={CARDS[0]}",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert_error(response, 400, "card_data_refused", "card[number]")
+        assert order_count(stack) == before
+
+    def test_card_like_key_names_are_not_card_data(self, stack: Stack) -> None:
+        metadata = {"number": "12", "card": "gift", "cvc": "n/a", "card_number": "none"}
+        response = stack.api.post(
+            "/payment-intents", json={"amount": 2000, "currency": "usd", "metadata": metadata}
+        )
+
+        assert response.status_code == 200, response.text
+        assert response.json()["metadata"].items() >= metadata.items()
+        on_stripe = stack.stripe.v1.payment_intents.retrieve(response.json()["id"])
+        assert on_stripe.metadata.to_dict().items() >= metadata.items()
+
+    def test_on_the_public_endpoint_a_key_named_number_is_only_an_unknown_parameter(
+        self, stack: Stack
+    ) -> None:
+        before = order_count(stack)
+        response = stack.public.post(
+            PUBLIC, json={"items": [{"price": "price_123"}], "number": "12"}
+        )
+        assert_error(response, 400, "parameter_invalid", "number")
         assert order_count(stack) == before
 
     def test_a_card_number_in_a_query_string_is_refused(self, stack: Stack) -> None:
         response = stack.api.get("/payment-intents/search", params={"query": f"x:'{CARDS[0]}'"})
-        assert_error(response, 400, "card_data_refused", None)
+        assert_error(response, 400, "card_data_refused", "query")
 
     def test_numbers_that_fail_luhn_are_not_card_data(self, stack: Stack) -> None:
         response = stack.public.post(PUBLIC, json={"order_id": "4242424242424241"})
