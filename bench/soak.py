@@ -304,6 +304,14 @@ def recreate(database_url: str, *, drop_only: bool = False) -> None:
     admin.dispose()
 
 
+def inbox_count(database_url: str) -> int:
+    engine = create_engine(sync_url(database_url))
+    with engine.connect() as connection:
+        count = connection.execute(text("SELECT count(*) FROM webhook_events")).scalar_one()
+    engine.dispose()
+    return int(count)
+
+
 def scrape_stripe_errors(url: str, into: collections.Counter[str]) -> None:
     """Add a service process's `stripe_errors` counters (Stripe calls that failed after the
     SDK's own retries, by operation and the SDK's error) to `into`."""
@@ -387,6 +395,8 @@ def main() -> int:
         for url in services.urls:
             scrape_stripe_errors(url, stripe_errors)
         time.sleep(10)  # deliveries and redeliveries in flight
+        made = httpx.get(f"{emulator.url}/_emulator/health").json()["objects"].get("event", 0)
+        backlog = f"{made - inbox_count(args.database_url)} of the {made} events Stripe made"
         env = {
             **os.environ,
             "DATABASE_URL": args.database_url,
@@ -417,6 +427,7 @@ def main() -> int:
             audit,
             idempotency,
             stripe_errors,
+            backlog,
         )
         print("faults fired: " + ", ".join(_fault(f) for f in fired))
     finally:
@@ -473,6 +484,7 @@ def report(
     audit: Audit,
     idempotency: dict[str, int],
     stripe_errors: collections.Counter[str],
+    backlog: str,
 ) -> bool:
     """Print the figures; True when one that must be 0 is not (or a check could not run)."""
     sdk = make_client(emulator_url, api_key=STRIPE_TEST_KEY)
@@ -629,6 +641,7 @@ def report(
         print(f"5xx not a 503 with Retry-After: {dict(tally.bad_5xx)}")
     print(f"final answers: {dict(sorted(tally.answers.items()))}")
     print(f"service Stripe errors (after the SDK's retries): {dict(sorted(stripe_errors.items()))}")
+    print(f"not in the inbox when reconcile started: {backlog}")
     print(f"reconcile (exit {reconcile_code}): " + " | ".join(reconcile_lines[-3:]))
     if audit.result is not None:
         counts = audit.result.get("counts") or {}
