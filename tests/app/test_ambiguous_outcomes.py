@@ -17,10 +17,12 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.app.test_stripe_faults import (
     CREATE_ROUTE,
@@ -197,3 +199,32 @@ class TestKilledMidCreate:
         assert retries[-1].json()["order_id"] == order["id"]
         linked = assert_one_order_one_intent(stack, description, since)
         assert linked["payment_intent"] == retries[-1].json()["id"]
+
+
+class TestOldOrders:
+    def test_an_unlinked_order_older_than_stripe_keeps_keys_is_not_sent_again(
+        self, stack: Stack
+    ) -> None:
+        # Stripe keeps an idempotency key's result "for at least 24 hours"
+        # (docs.stripe.com/idempotency); a retry later could make a second intent.
+        description = marker()
+        body = create_body(description)
+        headers = {"Idempotency-Key": f"old-{description}"}
+        with fault(stack, route=CREATE_ROUTE, drop="before", times=STRIPE_ATTEMPTS):
+            order_id = assert_unknown(
+                stack.api.post("/payment-intents", json=body, headers=headers)
+            )
+        with stack.engine.begin() as connection:
+            connection.execute(
+                text("UPDATE orders SET created_at = :at WHERE id = :id"),
+                {"at": datetime.now(UTC) - timedelta(hours=24), "id": order_id},
+            )
+
+        retried = stack.api.post("/payment-intents", json=body, headers=headers)
+
+        assert retried.status_code == 409, retried.text
+        error = retried.json()["error"]
+        assert (error["code"], error["order_id"]) == ("order_not_resumable", order_id)
+        assert stripe_intents_of(stack, order_id) == []
+        [order] = orders_described(stack, description)
+        assert (order["status"], order["payment_intent"]) == ("pending", None)
