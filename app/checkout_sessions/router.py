@@ -2,24 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from app.auth import Caller
 from app.checkout_sessions import service
 from app.checkout_sessions.schemas import CheckoutSessionCreate, CheckoutSessionRead
-from app.db import Session
+from app.db import Session, Sessions
 from app.stripe_gateway import Gateway
 
 router = APIRouter(prefix="/checkout-sessions", tags=["checkout sessions"])
 
+CONFLICT: dict[str, Any] = {
+    "description": "A request with this `Idempotency-Key` is still running "
+    "(`idempotency_key_in_use`: retry after `Retry-After`), or what the key made can no longer "
+    "be paid or resumed (`order_not_payable`, `order_not_resumable`, `checkout_not_resumable`: "
+    "use a new key)."
+}
+UNKNOWN: dict[str, Any] = {
+    "description": "Stripe could not be reached or rate limited the service "
+    "(`stripe_unavailable`), or its answer was lost (`stripe_outcome_unknown`): retry after "
+    "`Retry-After` seconds with the same `Idempotency-Key`. `order_id` (payment mode) or "
+    "`checkout_row` (subscription and setup modes) names what the service kept for that retry."
+}
 Expandable = Literal["line_items", "customer", "payment_intent", "subscription", "setup_intent"]
 
 
-@router.post("", summary="Create a Checkout Session", response_model=CheckoutSessionRead)
+@router.post(
+    "",
+    summary="Create a Checkout Session",
+    response_model=CheckoutSessionRead,
+    responses={409: CONFLICT, 503: UNKNOWN},
+)
 async def create_checkout_session(
-    body: CheckoutSessionCreate, session: Session, stripe: Gateway, caller: Caller
+    body: CheckoutSessionCreate,
+    request: Request,
+    sessions: Sessions,
+    stripe: Gateway,
+    caller: Caller,
 ) -> CheckoutSessionRead:
     """Create a Stripe-hosted checkout page (redirect the customer to the answer's `url`), with
     Stripe's `checkout.Session.create` parameters.
@@ -32,8 +53,14 @@ async def create_checkout_session(
     - `subscription` mode starts a subscription (`subscription_data.trial_period_days`,
       `subscription_data.metadata`) and `setup` mode saves a card (`currency` required); neither
       has an order (`order_id` is null).
+
+    Send an `Idempotency-Key` header: if Stripe's answer is lost (503 `stripe_outcome_unknown`,
+    naming the `order_id`, or in subscription and setup modes the `checkout_row`, kept for the
+    retry), the same request with the same key answers with the session Stripe made, never a
+    second one. The same key with another request is refused (400 `idempotency_key_reused`).
     """
-    outcome = await service.create_checkout_session(session, stripe, body)
+    key = (request.headers.get("idempotency-key") or "").strip() or None
+    outcome = await service.create(sessions, stripe, body, caller=caller, idempotency_key=key)
     return CheckoutSessionRead.of(outcome.checkout, outcome.order_id)
 
 

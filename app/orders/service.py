@@ -7,7 +7,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import Executable, Table, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -132,17 +132,21 @@ async def discard_order(session: AsyncSession, order: Order) -> None:
     await session.execute(delete(Order).where(Order.id == order.id))
 
 
-async def claim_unlinked_order(engine: AsyncEngine, order_id: str) -> bool:
-    """Mark a `pending` order with no payment intent as being worked on now (its `updated_at`),
-    so reconcile, which abandons only orders untouched for its minimum age, leaves it alone;
-    False, with nothing written, if it is no longer so."""
+async def claim_unlinked_order(
+    engine: AsyncEngine,
+    order_id: str,
+    link: Literal["payment_intent", "checkout_session"] = "payment_intent",
+) -> bool:
+    """Mark a `pending` order with no payment intent (or no other `link`) as being worked on now
+    (its `updated_at`), so reconcile, which abandons only orders untouched for its minimum age,
+    leaves it alone; False, with nothing written, if it is no longer so."""
     async with engine.begin() as connection:
         claimed = await connection.execute(
             update(Order)
             .where(
                 Order.id == order_id,
                 Order.status == OrderStatus.PENDING,
-                Order.payment_intent.is_(None),
+                _ORDERS.c[link].is_(None),
             )
             .values(updated_at=utcnow())
         )
