@@ -2,9 +2,10 @@
 response is sent and rolled back on any error. Services flush; they never commit, except where
 a write must be committed before Stripe is called or is one statement on its own (`autocommit`:
 the Idempotency-Key rows; on Postgres those run on the driver directly, `app.pg_direct`). The
-creates of a payment intent (`POST /payment-intents`, the public one) and the webhook endpoint
-open no request session: they take the sessionmaker (`Sessions`) and commit each of their steps
-themselves."""
+creates that call Stripe with a key derived from their own row (`POST /payment-intents`, the
+public one, `POST /customers`, `POST /checkout-sessions`) and the webhook endpoint open no
+request session: they take the sessionmaker (`Sessions`) and commit each of their steps
+themselves, so that what they made outlives an unknown Stripe outcome."""
 
 from __future__ import annotations
 

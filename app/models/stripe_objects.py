@@ -63,9 +63,9 @@ class PaymentIntent(Timestamps, Base):
 
 
 class CheckoutSession(Timestamps, Base):
-    """A session we created. Without an order (subscription and setup modes) the row is written
-    before the Stripe call (its id keys that call), so `stripe_id` is empty only inside that
-    transaction."""
+    """A session we created. Without an order (subscription and setup modes) the row is committed
+    before the Stripe call (its id keys that call); `stripe_id` stays empty when Stripe's answer
+    was lost, until a retry with the same Idempotency-Key (app.checkout_sessions.service)."""
 
     __tablename__ = "checkout_sessions"
     __table_args__ = (
