@@ -28,39 +28,22 @@ from tests.app.test_stripe_faults import (
     CREATE_ROUTE,
     assert_one_order_one_intent,
     create_body,
-    fault,
     marker,
     orders_described,
     stripe_intents_of,
 )
 from tests.fixtures.emulator import free_port
-from tests.fixtures.service import API_KEY, Stack, start_service, stop
+from tests.fixtures.service import API_KEY, Stack, extra_service, fault, start_service
 
 STRIPE_ATTEMPTS = 3  # the service's default: one call and the SDK's 2 retries
 
 
 @pytest.fixture(scope="module")
 def impatient(stack: Stack) -> Iterator[httpx.Client]:
-    """A second service process on the stack's database and emulator whose Stripe timeout (1 s,
-    one SDK retry) is shorter than the emulator's injected latency."""
-    port = free_port()
-    process = start_service(
-        stack.database_url,
-        stack.emulator.url,
-        port,
-        STRIPE_TIMEOUT_SECONDS="1",
-        STRIPE_MAX_NETWORK_RETRIES="1",
-    )
-    client = httpx.Client(
-        base_url=f"http://127.0.0.1:{port}",
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        timeout=30,
-    )
-    try:
-        yield client
-    finally:
-        client.close()
-        stop(process)
+    """A second service process whose Stripe timeout (1 s, one SDK retry) is shorter than the
+    emulator's injected latency."""
+    with extra_service(stack, STRIPE_TIMEOUT_SECONDS="1", STRIPE_MAX_NETWORK_RETRIES="1") as api:
+        yield api
 
 
 def assert_unknown(response: httpx.Response) -> str:

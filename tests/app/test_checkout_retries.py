@@ -14,8 +14,7 @@ import pytest
 from sqlalchemy import DateTime, bindparam, text
 
 from tests.app.test_checkout_sessions import TSHIRT, new_customer
-from tests.app.test_stripe_faults import fault
-from tests.fixtures.service import Stack
+from tests.fixtures.service import Stack, fault
 
 CREATE_ROUTE = "POST /v1/checkout/sessions"
 ATTEMPTS = 3  # the stack's service: one call and the SDK's 2 retries

@@ -8,16 +8,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import stripe
 
 from app.webhooks.handlers import HANDLERS
-from tests.fixtures.service import API_KEY, SERVICE_WEBHOOK_SECRET, STRIPE_TEST_KEY, Stack
+from tests.fixtures.service import API_KEY, SERVICE_WEBHOOK_SECRET, STRIPE_TEST_KEY, Stack, fault
 
 ROOT = Path(__file__).resolve().parents[2]
 RETURN_URL = "https://example.com/order/complete"
@@ -41,15 +38,6 @@ def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
-
-
-@contextmanager
-def fault(stack: Stack, **spec: Any) -> Iterator[None]:
-    injected = stack.controls("/_emulator/faults", spec)
-    try:
-        yield
-    finally:
-        httpx.delete(f"{stack.emulator.url}/_emulator/faults/{injected['id']}", timeout=10)
 
 
 def inbox(stack: Stack, event_id: str) -> list[dict[str, Any]]:

@@ -7,15 +7,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.fixtures.emulator import free_port
-from tests.fixtures.service import API_KEY, Stack, start_service, stop
+from tests.fixtures.service import Stack, extra_service, fault
 
 CREATE_ROUTE = "POST /v1/customers"
 ATTEMPTS = 3  # the stack's service: one call and the SDK's 2 retries
@@ -24,48 +22,14 @@ SHORT_TIMEOUT_SECONDS = 1
 SLOW_MS = 2500
 
 
-@pytest.fixture(scope="module", autouse=True)
-def settled(stack: Stack) -> Iterator[None]:
-    """Delete the rows whose answer was lost, once the module is done: the downgrade of
-    migration 4e4236a29c30, which the next run's migration passes through, makes `stripe_id`
-    NOT NULL again and fails on them."""
-    yield
-    with stack.engine.begin() as connection:
-        connection.execute(text("DELETE FROM customers WHERE stripe_id IS NULL"))
-
-
 @pytest.fixture(scope="module")
 def impatient(stack: Stack) -> Iterator[httpx.Client]:
     """A second service on the stack's database and emulator that waits at most a second for
     Stripe and does not retry."""
-    port = free_port()
-    process = start_service(
-        stack.database_url,
-        stack.emulator.url,
-        port,
-        STRIPE_TIMEOUT_SECONDS=str(SHORT_TIMEOUT_SECONDS),
-        STRIPE_MAX_NETWORK_RETRIES="0",
-    )
-    api = httpx.Client(
-        base_url=f"http://127.0.0.1:{port}",
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        timeout=30,
-    )
-    try:
+    with extra_service(
+        stack, STRIPE_TIMEOUT_SECONDS=str(SHORT_TIMEOUT_SECONDS), STRIPE_MAX_NETWORK_RETRIES="0"
+    ) as api:
         yield api
-    finally:
-        api.close()
-        stop(process)
-
-
-@contextmanager
-def fault(stack: Stack, **spec: Any) -> Iterator[dict[str, Any]]:
-    """Inject a fault for the block; removed at its end unless its `times` ran out."""
-    injected = stack.controls("/_emulator/faults", spec)
-    try:
-        yield injected
-    finally:
-        httpx.delete(f"{stack.emulator.url}/_emulator/faults/{injected['id']}", timeout=10)
 
 
 def unique_email() -> str:

@@ -8,8 +8,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,20 +15,17 @@ from typing import Any
 import httpx
 
 from tests.fixtures.emulator import sdk_client, start_emulator, stop_emulator
-from tests.fixtures.service import SERVICE_WEBHOOK_SECRET, STRIPE_TEST_KEY, Stack, own_database
+from tests.fixtures.service import (
+    SERVICE_WEBHOOK_SECRET,
+    STRIPE_TEST_KEY,
+    Stack,
+    fault,
+    own_database,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 RETURN_URL = "https://example.com/order/complete"
 ATTEMPTS = 3  # one call and the SDK's 2 retries: a fault this many times loses the answer
-
-
-@contextmanager
-def fault(stack: Stack, **spec: Any) -> Iterator[dict[str, Any]]:
-    injected = stack.controls("/_emulator/faults", spec)
-    try:
-        yield injected
-    finally:
-        httpx.delete(f"{stack.emulator.url}/_emulator/faults/{injected['id']}", timeout=10)
 
 
 def run_reconcile(

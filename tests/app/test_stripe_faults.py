@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.fixtures.service import Stack
+from tests.fixtures.service import Stack, fault
 
 CREATE_ROUTE = "POST /v1/payment_intents"
 ATTEMPTS = 3  # one call and the SDK's 2 retries
@@ -25,16 +23,6 @@ RETURN_URL = "https://example.com/order/complete"
 
 def marker() -> str:
     return f"fault-{uuid.uuid4().hex[:12]}"
-
-
-@contextmanager
-def fault(stack: Stack, **spec: Any) -> Iterator[dict[str, Any]]:
-    """Inject a fault for the block; removed at its end unless its `times` ran out."""
-    injected = stack.controls("/_emulator/faults", spec)
-    try:
-        yield injected
-    finally:
-        httpx.delete(f"{stack.emulator.url}/_emulator/faults/{injected['id']}", timeout=10)
 
 
 def active(stack: Stack, fault_id: str) -> dict[str, Any] | None:

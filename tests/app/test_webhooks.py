@@ -14,8 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.app.test_stripe_faults import fault
-from tests.fixtures.service import SERVICE_WEBHOOK_SECRET, Stack
+from tests.fixtures.service import SERVICE_WEBHOOK_SECRET, Stack, fault
 
 
 def sign(payload: str, secret: str = SERVICE_WEBHOOK_SECRET, at: int | None = None) -> str:
