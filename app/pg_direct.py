@@ -89,6 +89,11 @@ async def execute(engine: AsyncEngine, statement: Executable, params: Mapping[st
         return await Connection(engine.dialect, connection).execute(statement, params)
 
 
+class Rollback(Exception):
+    """Raised in a `transaction` block to roll it back; raised on out of the block, the
+    connection kept."""
+
+
 @asynccontextmanager
 async def transaction(engine: AsyncEngine) -> AsyncIterator[Connection]:
     """A connection in a transaction, committed when the block ends, rolled back when it
@@ -144,6 +149,9 @@ async def _driver(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
         # The server refused the statement: the connection is as good as before (if open).
         pool.release(connection)
         raise _sqlalchemy_error(exc) from exc
+    except Rollback:
+        pool.release(connection)
+        raise
     except BaseException as exc:
         # A broken connection, or one cancelled mid-statement: its state is unknown.
         pool.discard(connection)
