@@ -1,6 +1,6 @@
 """app.pg_direct on a real Postgres (`TEST_DATABASE_URL`): it connects as SQLAlchemy does, the
 URL's options included, its pool has the size it is given, its errors are SQLAlchemy's, which the
-callers catch, and the webhook fast path on it never waits for a lock."""
+callers catch, and the webhook fast path on it never waits for an order's lock."""
 
 from __future__ import annotations
 
