@@ -8,11 +8,12 @@ engine's direct pool: an asyncpg pool beside SQLAlchemy's, one per SQLAlchemy po
 `execution_options` copy of the engine shares it), opened on first use and closed with `close`
 (or when the engine is disposed). Errors come out as SQLAlchemy's, as from its `execute`.
 
-The direct pool is small (`DATABASE_DIRECT_POOL_SIZE`, 8): its statements are short and never
-wait for Stripe or for a lock held elsewhere (the webhook fast path skips a locked order), so
-a few connections keep Postgres's cores busy; with 20, a burst of requests ran 20 statements at
-once on a 2-core server, and each took longer than waiting for a connection did. Figures in
-bench/README.md.
+The direct pool is small (`DATABASE_DIRECT_POOL_SIZE`, 8): its statements are short, never
+wait for Stripe, and wait for a lock held elsewhere only briefly (the webhook fast path skips a
+locked order; its inbox INSERT waits for a duplicate delivery in flight, within the inbox's lock
+timeout), so a few connections keep Postgres's cores busy; with 20, a burst of requests ran 20
+statements at once on a 2-core server, and each took longer than waiting for a connection did.
+Figures in bench/README.md.
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ async def execute(engine: AsyncEngine, statement: Executable, params: Mapping[st
         return await Connection(engine.dialect, connection).execute(statement, params)
 
 
+class Rollback(Exception):
+    """Raised in a `transaction` block to roll it back; raised on out of the block, the
+    connection kept."""
+
+
 @asynccontextmanager
 async def transaction(engine: AsyncEngine) -> AsyncIterator[Connection]:
     """A connection in a transaction, committed when the block ends, rolled back when it
@@ -144,6 +150,9 @@ async def _driver(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
         # The server refused the statement: the connection is as good as before (if open).
         pool.release(connection)
         raise _sqlalchemy_error(exc) from exc
+    except Rollback:
+        pool.release(connection)
+        raise
     except BaseException as exc:
         # A broken connection, or one cancelled mid-statement: its state is unknown.
         pool.discard(connection)

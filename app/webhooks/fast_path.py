@@ -2,24 +2,43 @@
 order already linked to that intent, on Postgres.
 
 One transaction on the driver (`app.pg_direct`), no ORM, four round trips where the general
-path (`handlers`) takes six: lock the order, store the event with its outcome (a redelivery
-stops there, having written nothing), write the order's change in one statement
-(`orders.service.plan_payment_intent_sync`, as the general path), commit. The order is locked
-before the event is stored, so the outcome is known when the row is written.
+path (`handlers`) takes six: store the event as the general path does (`inbox.STORE`, outcome
+`received`; a redelivery stops there, having written nothing), lock the order, write the order's
+change (`orders.service.plan_payment_intent_sync`, as the general path) and the event's outcome
+(`inbox.RECORD_OUTCOME`) in one statement, commit.
 
-Anything else returns None, having written nothing, and takes the general path: an order
-another transaction holds (the general path waits for it, with the inbox's lock timeout, on
-SQLAlchemy's pool: a direct connection never waits for a lock), an order not linked yet (found
-by metadata), a move out of `payment_failed` (Stripe is asked), a refund recorded before its
-payment, an event without an intent id or status.
+Anything else rolls the transaction back (the stored event with it) and returns None for the
+general path to take the event: an order another transaction holds (skipped: the general path
+waits for it, with the inbox's lock timeout, on SQLAlchemy's pool), an order not linked yet
+(found by metadata), a move out of `payment_failed` (Stripe is asked), a refund recorded before
+its payment, an event without an intent id or status.
+
+Both paths lock in one order: the event's inbox row (its unique key), then the order. Each
+transaction stores one event and locks at most one order, and STORE is its first statement, so
+one waiting for an inbox row holds nothing yet, and one waiting for an order holds only its own
+inbox row, for which no holder of an order waits: no cycle.
+
+- One event delivered twice (fast and fast, fast and general, general and general): the second
+  STORE waits for the first transaction, then finds the row (a duplicate: nothing written) or,
+  if it was rolled back, stores the event itself. A fast path that skipped a held order rolls
+  back, which lets a waiting duplicate in, and its general path then waits for that one.
+- Two events of one order: each holds its own inbox row; the second to reach the order skips it
+  (fast) or waits for it (general, within the lock timeout).
+- An order an API request holds: skipped, then waited for by the general path (a 503
+  `order_not_ready` past the lock timeout); an API request takes no inbox row.
+
+So the one lock a direct connection waits for is an inbox row a duplicate delivery in flight
+holds, within the lock timeout that STORE sets.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Executable, Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.selectable import HasCTE
 
 from app import pg_direct
 from app.models import Order, OrderStatus
@@ -27,6 +46,7 @@ from app.orders.service import plan_payment_intent_sync
 from app.orders.state import status_for_payment_intent
 from app.webhooks.inbox import (
     PAYMENT_INTENT_EVENTS,
+    RECORD_OUTCOME,
     STORE,
     Outcome,
     Receipt,
@@ -58,23 +78,35 @@ async def receive(engine: AsyncEngine, payload: dict[str, Any]) -> Receipt | Non
         return None
     failed = event_type == "payment_intent.payment_failed"
     target = status_for_payment_intent(intent["status"], failed=failed)
-    async with pg_direct.transaction(engine) as connection:
-        row = await connection.fetchrow(_LOCKED_ORDER, {"value": intent["id"]})
-        if row is None or row["amount_refunded"] > 0 or _out_of_failed(row["status"], target):
-            return None
-        order = Order(**dict(row))
-        change = plan_payment_intent_sync(order, intent, event_id, True, failed=failed)
-        outcome = Outcome.APPLIED if target is None else outcome_of(change.decision)
-        stored = await connection.fetch(STORE[True], store_params(payload, outcome))
-        if stored:
-            for statement in change.statements:
-                await connection.execute(statement, change.params)
-    if not stored:
-        log_outcome(event_id, event_type, None, "duplicate")
-        return Receipt(duplicate=True)
+    try:
+        async with pg_direct.transaction(engine) as connection:
+            stored = await connection.fetchrow(STORE[True], store_params(payload, Outcome.RECEIVED))
+            if stored is None:
+                log_outcome(event_id, event_type, None, "duplicate")
+                return Receipt(duplicate=True)
+            row = await connection.fetchrow(_LOCKED_ORDER, {"value": intent["id"]})
+            if row is None or row["amount_refunded"] > 0 or _out_of_failed(row["status"], target):
+                raise pg_direct.Rollback
+            order = Order(**dict(row))
+            change = plan_payment_intent_sync(order, intent, event_id, True, failed=failed)
+            outcome = Outcome.APPLIED if target is None else outcome_of(change.decision)
+            (statement,) = change.statements
+            await connection.execute(
+                _with_outcome(statement),
+                {**change.params, "p_id": stored["id"], "p_outcome": outcome},
+            )
+    except pg_direct.Rollback:
+        return None
     change.written(order)
     log_outcome(event_id, event_type, order.id, outcome.value)
     return Receipt(duplicate=False, outcome=outcome, order_id=order.id)
+
+
+@functools.cache
+def _with_outcome(statement: Executable) -> Executable:
+    """The change's statement, writing the event's outcome too (a data-modifying CTE)."""
+    assert isinstance(statement, HasCTE)
+    return statement.add_cte(RECORD_OUTCOME.cte("write_outcome"))
 
 
 def _out_of_failed(status: str, target: OrderStatus | None) -> bool:

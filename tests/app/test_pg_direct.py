@@ -1,6 +1,6 @@
 """app.pg_direct on a real Postgres (`TEST_DATABASE_URL`): it connects as SQLAlchemy does, the
 URL's options included, its pool has the size it is given, its errors are SQLAlchemy's, which the
-callers catch, and the webhook fast path on it never waits for a lock."""
+callers catch, and the webhook fast path on it never waits for an order's lock."""
 
 from __future__ import annotations
 
@@ -103,6 +103,37 @@ def test_a_unique_violation_is_sqlalchemys_integrity_error_and_writes_nothing() 
     assert error is IntegrityError
     # The transaction was rolled back: "other" is not there.
     assert names == ["once"]
+
+
+def test_a_rollback_asked_for_writes_nothing_and_keeps_the_connection() -> None:
+    assert POSTGRES is not None
+    names = Table(f"pg_direct_{secrets.token_hex(4)}", MetaData(), Column("name", String(20)))
+    add = insert(names).values(name=bindparam("name"))
+    backend = select(func.pg_backend_pid().label("pid"))
+
+    async def work(engine: AsyncEngine) -> tuple[int, int, int]:
+        async with engine.begin() as connection:
+            await connection.run_sync(names.metadata.create_all)
+        try:
+            inside = 0
+            with contextlib.suppress(pg_direct.Rollback):
+                async with pg_direct.transaction(engine) as transaction:
+                    await transaction.execute(add, {"name": "undone"})
+                    inside = (await transaction.fetch(backend, {}))[0]["pid"]
+                    raise pg_direct.Rollback
+            after = (await pg_direct.fetch(engine, backend, {}))[0]["pid"]
+            rows = await pg_direct.fetch(
+                engine, select(func.count().label("n")).select_from(names), {}
+            )
+            return inside, after, rows[0]["n"]
+        finally:
+            async with engine.begin() as connection:
+                await connection.run_sync(names.metadata.drop_all)
+
+    inside, after, count = with_engine(POSTGRES, work)
+
+    assert count == 0
+    assert after == inside
 
 
 def test_the_engine_and_its_autocommit_copy_share_one_pool_closed_with_the_engine() -> None:

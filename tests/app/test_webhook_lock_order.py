@@ -1,0 +1,237 @@
+"""Both webhook paths take their locks in one order (the inbox row, then the order): the same
+event delivered many times at once, to two service processes, or given to both paths at once in
+one process, is stored and applied once with no delivery failing (a deadlock's 503 would have
+Stripe back off)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app import pg_direct
+from app.config import Settings
+from app.db import create_engine, create_sessionmaker
+from app.orders.service import insert_order, link_payment_intent
+from app.stripe_gateway import StripeGateway
+from app.webhooks import fast_path, handlers
+from app.webhooks.inbox import Receipt
+from tests.app.test_webhooks import create_intent, event, history, snapshot
+from tests.fixtures.service import Replica, Stack, postgres_database, sign_event
+
+POSTGRES = os.environ.get("TEST_DATABASE_URL")
+DUPLICATES = 20
+ORDERS = 3
+ROUNDS = 5
+
+
+@pytest.fixture
+def postgres(request: pytest.FixtureRequest) -> Stack:
+    if request.node.callspec.params["stack"] != "postgres":
+        pytest.skip("row locks and SKIP LOCKED are Postgres's; SQLite runs one writer at a time")
+    stack: Stack = request.getfixturevalue("stack")
+    return stack
+
+
+@pytest.fixture
+def quiet(postgres: Stack) -> Iterator[Stack]:
+    """The emulator's own deliveries dropped: only the events the test posts arrive."""
+    postgres.controls("/_emulator/faults", {"webhook": "drop"})
+    try:
+        yield postgres
+    finally:
+        httpx.delete(f"{postgres.emulator.url}/_emulator/faults", timeout=10).raise_for_status()
+
+
+def all_at_once(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], httpx.Response]) -> httpx.Response:
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def delivery(url: str, evt: dict[str, Any]) -> Callable[[], httpx.Response]:
+    payload = json.dumps(evt)
+    headers = {"Content-Type": "application/json", "Stripe-Signature": sign_event(payload)}
+    return lambda: httpx.post(
+        f"{url}/webhooks/stripe", content=payload, headers=headers, timeout=60
+    )
+
+
+def test_duplicates_of_several_events_at_once_at_two_processes_all_answer_200(
+    quiet: Stack, replica: Replica
+) -> None:
+    for _ in range(ROUNDS):
+        deliver_duplicates_at_once(quiet, replica)
+
+
+def deliver_duplicates_at_once(stack: Stack, replica: Replica) -> None:
+    orders: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(ORDERS):
+        intent = create_intent(stack)
+        created = snapshot(stack, intent["id"])
+        orders[intent["order_id"]] = [
+            event("payment_intent.processing", {**created, "status": "processing"}),
+            event(
+                "payment_intent.succeeded",
+                {**created, "status": "succeeded", "amount_received": created["amount"]},
+            ),
+        ]
+    events = [evt for evts in orders.values() for evt in evts]
+    urls = (stack.url, replica.url)
+
+    responses = all_at_once(
+        [delivery(urls[copy % 2], evt) for copy in range(DUPLICATES) for evt in events]
+    )
+
+    assert [r.status_code for r in responses] == [200] * len(responses), [
+        r.text for r in responses if r.status_code != 200
+    ]
+    first = Counter(
+        evt["id"]
+        for evt, response in zip(events * DUPLICATES, responses, strict=True)
+        if not response.json()["duplicate"]
+    )
+    assert first == dict.fromkeys((evt["id"] for evt in events), 1)
+    stored = stack.rows(
+        "SELECT stripe_event_id, outcome FROM webhook_events WHERE stripe_event_id = ANY(:ids)",
+        ids=[evt["id"] for evt in events],
+    )
+    assert sorted(row["stripe_event_id"] for row in stored) == sorted(e["id"] for e in events)
+    assert {row["outcome"] for row in stored} <= {"applied", "stale"}
+    applied = {row["stripe_event_id"] for row in stored if row["outcome"] == "applied"}
+    for order_id, evts in orders.items():
+        order = stack.order(order_id)
+        assert order["status"] == "paid"
+        assert order["amount_received"] == 2000
+        moves = history(order)
+        assert len(moves) == len(set(moves)), moves
+        sources = [entry["source"] for entry in order["history"][1:]]
+        # One entry per event that moved the order, none for a stale one.
+        assert sorted(sources) == sorted(e["id"] for e in evts if e["id"] in applied)
+
+
+@pytest.mark.skipif(not POSTGRES, reason="TEST_DATABASE_URL is not set")
+def test_the_fast_and_the_general_path_on_one_event_at_once_in_one_process() -> None:
+    assert POSTGRES is not None
+    with postgres_database(POSTGRES, "lock_order") as url:
+        asyncio.run(both_paths_at_once(url))
+
+
+async def both_paths_at_once(url: str) -> None:
+    engine = create_engine(url, 20, direct_pool_size=4)
+    sessions = create_sessionmaker(engine)
+    # Never called: no event here moves an order out of payment_failed.
+    gateway = StripeGateway(
+        Settings(
+            stripe_secret_key=SecretStr("sk_test_lock_order"),
+            stripe_api_base="http://127.0.0.1:9",
+            stripe_webhook_secret=SecretStr("whsec_lock_order"),
+        )
+    )
+    try:
+        for _ in range(ROUNDS):
+            await one_round(engine, sessions, gateway)
+    finally:
+        await gateway.close()
+        await pg_direct.close(engine)
+        await engine.dispose()
+
+
+async def one_round(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], gateway: StripeGateway
+) -> None:
+    events: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(ORDERS):
+        intent = {
+            "id": f"pi_lock_order_{secrets.token_hex(6)}",
+            "object": "payment_intent",
+            "amount": 2000,
+            "amount_received": 0,
+            "currency": "usd",
+            "status": "requires_payment_method",
+            "created": 1_700_000_000,
+            "metadata": {},
+        }
+        order_id = await insert_order(engine, amount=2000, currency="usd", source="test")
+        assert await link_payment_intent(engine, order_id, intent, "test")
+        events[order_id] = [
+            event("payment_intent.processing", {**intent, "status": "processing"}),
+            event(
+                "payment_intent.succeeded",
+                {**intent, "status": "succeeded", "amount_received": 2000},
+            ),
+        ]
+
+    async def fast(payload: dict[str, Any]) -> Receipt:
+        # As `handlers.receive`: the general path when the fast path does not apply.
+        return await fast_path.receive(engine, payload) or await general(payload)
+
+    async def general(payload: dict[str, Any]) -> Receipt:
+        async with sessions.begin() as session:
+            return await handlers._store_and_apply(session, gateway, payload)
+
+    every = [evt for evts in events.values() for evt in evts]
+    contenders = [(evt, path) for _ in range(3) for evt in every for path in (fast, general)]
+    results = await asyncio.gather(*(path(evt) for evt, path in contenders), return_exceptions=True)
+
+    assert [r for r in results if not isinstance(r, Receipt)] == []
+    firsts = Counter(
+        evt["id"]
+        for (evt, _), receipt in zip(contenders, results, strict=True)
+        if isinstance(receipt, Receipt) and not receipt.duplicate
+    )
+    assert firsts == dict.fromkeys((evt["id"] for evt in every), 1)
+    async with engine.connect() as connection:
+        stored = dict(
+            (
+                await connection.execute(
+                    text(
+                        "SELECT stripe_event_id, outcome FROM webhook_events "
+                        "WHERE stripe_event_id = ANY(:ids)"
+                    ),
+                    {"ids": [evt["id"] for evt in every]},
+                )
+            ).all()
+        )
+        moves = (
+            await connection.execute(
+                text(
+                    "SELECT order_id, from_status, to_status, source FROM order_history "
+                    "WHERE order_id = ANY(:ids) AND source != 'test'"
+                ),
+                {"ids": list(events)},
+            )
+        ).all()
+        statuses = dict(
+            (
+                await connection.execute(
+                    text("SELECT id, status FROM orders WHERE id = ANY(:ids)"),
+                    {"ids": list(events)},
+                )
+            ).all()
+        )
+    assert set(stored) == {evt["id"] for evt in every}
+    assert set(stored.values()) <= {"applied", "stale"}
+    assert statuses == dict.fromkeys(events, "paid")
+    for order_id, evts in events.items():
+        sources = [m.source for m in moves if m.order_id == order_id]
+        transitions = [(m.from_status, m.to_status) for m in moves if m.order_id == order_id]
+        assert len(transitions) == len(set(transitions)), transitions
+        assert sorted(sources) == sorted(e["id"] for e in evts if stored[e["id"]] == "applied")
