@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, Json, utcnow
@@ -15,15 +15,6 @@ class WebhookEvent(Base):
     """Every Stripe event received, once: the unique event id makes a redelivery a no-op."""
 
     __tablename__ = "webhook_events"
-    __table_args__ = (
-        # `python -m app audit` lists them.
-        Index(
-            "ix_webhook_events_unmatched",
-            "received_at",
-            postgresql_where=text("outcome = 'unmatched'"),
-            sqlite_where=text("outcome = 'unmatched'"),
-        ),
-    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     stripe_event_id: Mapped[str] = mapped_column(String(255), unique=True)

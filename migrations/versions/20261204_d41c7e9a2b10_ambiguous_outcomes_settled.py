@@ -1,5 +1,4 @@
-"""customers and checkout sessions keep their creating Idempotency-Key; claims name their holder;
-unmatched events
+"""customers and checkout sessions keep their creating Idempotency-Key; claims name their holder
 
 Revision ID: d41c7e9a2b10
 Revises: 58c2754d98de
@@ -12,7 +11,6 @@ Create Date: 2026-12-04 05:40:00.000000
 - `idempotency_keys.holder`: the process that claimed an in-flight key (on Postgres, the key of
   a session advisory lock that process holds while it lives): a claim whose holder died is taken
   over at once instead of after the lease.
-- A partial index on the webhook inbox's `unmatched` events, which `python -m app audit` lists.
 """
 
 from collections.abc import Sequence
@@ -25,8 +23,6 @@ revision: str = "d41c7e9a2b10"
 down_revision: str | Sequence[str] | None = "58c2754d98de"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-UNMATCHED = sa.text("outcome = 'unmatched'")
 
 
 def upgrade() -> None:
@@ -50,18 +46,10 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
         batch_op.add_column(sa.Column("holder", sa.BigInteger(), nullable=True))
-    op.create_index(
-        "ix_webhook_events_unmatched",
-        "webhook_events",
-        ["received_at"],
-        postgresql_where=UNMATCHED,
-        sqlite_where=UNMATCHED,
-    )
 
 
 def downgrade() -> None:
     """Downgrade schema."""
-    op.drop_index("ix_webhook_events_unmatched", table_name="webhook_events")
     with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
         batch_op.drop_column("holder")
     with op.batch_alter_table(
