@@ -195,10 +195,11 @@ async def retrieve_payment_intent(
     "/{intent_id}/confirm",
     summary="Confirm a payment intent (server-side)",
     response_model=PaymentIntentRead,
-    responses={400: ERROR, 404: ERROR, **DECLINED},
+    responses={400: ERROR, 404: ERROR, **DECLINED, 503: UNKNOWN},
 )
 async def confirm_payment_intent(
     intent_id: IntentId,
+    request: Request,
     session: Session,
     caller: Caller,
     stripe: Gateway,
@@ -209,8 +210,20 @@ async def confirm_payment_intent(
 
     Each call is a new attempt: after a decline (402, the order `payment_failed`), confirm again
     with another card. With 3-D Secure the intent answers `requires_action` and the order waits
-    in `requires_action` until the customer authenticates."""
-    outcome = await service.confirm(session, stripe, intent_id, body or PaymentIntentConfirm())
+    in `requires_action` until the customer authenticates.
+
+    Send an `Idempotency-Key` header: a retry with it (after a 503, or an answer that never
+    arrived) is the same attempt, sent to Stripe with the same key, so it answers with what that
+    attempt did and never confirms twice."""
+    key = (request.headers.get("idempotency-key") or "").strip() or None
+    outcome = await service.confirm(
+        session,
+        stripe,
+        intent_id,
+        body or PaymentIntentConfirm(),
+        caller=caller,
+        idempotency_key=key,
+    )
     return _answer(outcome)
 
 
@@ -218,10 +231,11 @@ async def confirm_payment_intent(
     "/{intent_id}/capture",
     summary="Capture a payment intent (manual capture)",
     response_model=PaymentIntentRead,
-    responses={400: ERROR, 404: ERROR},
+    responses={400: ERROR, 404: ERROR, 503: UNKNOWN},
 )
 async def capture_payment_intent(
     intent_id: IntentId,
+    request: Request,
     session: Session,
     caller: Caller,
     stripe: Gateway,
@@ -229,8 +243,17 @@ async def capture_payment_intent(
 ) -> PaymentIntentRead | Response:
     """Captures the funds held by an intent created with `capture_method: manual` (status
     `requires_capture`, order `authorized`): all of them, or `amount_to_capture` (at most the
-    amount; the rest is released). A second capture is Stripe's 400."""
-    outcome = await service.capture(session, stripe, intent_id, body or PaymentIntentCapture())
+    amount; the rest is released). A second capture is Stripe's 400; a retry with the same
+    `Idempotency-Key` is the same capture, answered with what it did."""
+    key = (request.headers.get("idempotency-key") or "").strip() or None
+    outcome = await service.capture(
+        session,
+        stripe,
+        intent_id,
+        body or PaymentIntentCapture(),
+        caller=caller,
+        idempotency_key=key,
+    )
     return _answer(outcome)
 
 
@@ -238,16 +261,26 @@ async def capture_payment_intent(
     "/{intent_id}/cancel",
     summary="Cancel a payment intent",
     response_model=PaymentIntentRead,
-    responses={400: ERROR, 404: ERROR},
+    responses={400: ERROR, 404: ERROR, 503: UNKNOWN},
 )
 async def cancel_payment_intent(
     intent_id: IntentId,
+    request: Request,
     session: Session,
     caller: Caller,
     stripe: Gateway,
     body: Annotated[PaymentIntentCancel | None, Body()] = None,
 ) -> PaymentIntentRead | Response:
     """Cancels the intent (with an optional `cancellation_reason`); the order becomes
-    `canceled`. Stripe refuses to cancel an intent that has succeeded."""
-    outcome = await service.cancel(session, stripe, intent_id, body or PaymentIntentCancel())
+    `canceled`. Stripe refuses to cancel an intent that has succeeded. A retry with the same
+    `Idempotency-Key` is the same cancel, answered with what it did."""
+    key = (request.headers.get("idempotency-key") or "").strip() or None
+    outcome = await service.cancel(
+        session,
+        stripe,
+        intent_id,
+        body or PaymentIntentCancel(),
+        caller=caller,
+        idempotency_key=key,
+    )
     return _answer(outcome)

@@ -33,6 +33,7 @@ not resumed (a new intent could be made beside the first), reconcile settles it 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -393,15 +394,24 @@ async def retrieve(session: AsyncSession, gateway: StripeGateway, intent_id: str
 
 
 async def confirm(
-    session: AsyncSession, gateway: StripeGateway, intent_id: str, body: PaymentIntentConfirm
+    session: AsyncSession,
+    gateway: StripeGateway,
+    intent_id: str,
+    body: PaymentIntentConfirm,
+    *,
+    caller: str = "anonymous",
+    idempotency_key: str | None = None,
 ) -> Outcome:
     """A new payment attempt: its own Stripe idempotency key, so a retry after a decline is sent
-    to Stripe again rather than answered with the stored decline."""
+    to Stripe again rather than answered with the stored decline. With the caller's
+    `idempotency_key` the Stripe key is derived from it (as refunds do), so a retry of the same
+    attempt is the same Stripe request even when the first one's transaction had committed and
+    only its answer was lost; without one, from the attempt counter."""
     order = await _order_of(session, intent_id)
     source = f"api:POST /payment-intents/{intent_id}/confirm"
     order.attempts += 1
     await session.flush()
-    key = f"order:{order.id}:confirm:{order.attempts}"
+    key = _stripe_key(order, "confirm", caller, idempotency_key, str(order.attempts))
     params = cast(PaymentIntentConfirmParams, body.model_dump(exclude_none=True))
     try:
         confirmed = await gateway.confirm_payment_intent(intent_id, params, key)
@@ -415,6 +425,19 @@ async def confirm(
     return Outcome(order.id, intent)
 
 
+def _stripe_key(
+    order: Order, action: str, caller: str, idempotency_key: str | None, fallback: str
+) -> str:
+    """Stripe's idempotency key for an action on the order's intent: from the caller's
+    `Idempotency-Key` when there is one (as refunds do), so a retry of the request is the same
+    Stripe request even when the first one's transaction committed and only its answer was lost
+    (a process killed in between); else from `fallback` (the order's state)."""
+    if idempotency_key is None:
+        return f"order:{order.id}:{action}:{fallback}"
+    digest = hashlib.sha256((caller + idempotency_key).encode()).hexdigest()[:32]
+    return f"order:{order.id}:{action}:key:{digest}"
+
+
 async def _mirror_status(session: AsyncSession, intent_id: str) -> str:
     status = await session.scalar(
         select(PaymentIntent.status).where(PaymentIntent.stripe_id == intent_id)
@@ -423,7 +446,13 @@ async def _mirror_status(session: AsyncSession, intent_id: str) -> str:
 
 
 async def capture(
-    session: AsyncSession, gateway: StripeGateway, intent_id: str, body: PaymentIntentCapture
+    session: AsyncSession,
+    gateway: StripeGateway,
+    intent_id: str,
+    body: PaymentIntentCapture,
+    *,
+    caller: str = "anonymous",
+    idempotency_key: str | None = None,
 ) -> Outcome:
     """Capture held funds, all or `amount_to_capture` of them."""
     order = await _order_of(session, intent_id)
@@ -434,10 +463,11 @@ async def capture(
             code="amount_too_large",
             param="amount_to_capture",
         )
-    # Keyed by the state we last saw and the request: a retry of this capture replays it; a
-    # capture after it (the status has moved on) reaches Stripe and gets Stripe's answer.
+    # Without the caller's key: keyed by the state we last saw and the request, so a retry of
+    # this capture replays it; a capture after it (the status has moved on) reaches Stripe.
     status = await _mirror_status(session, intent_id)
-    key = f"order:{order.id}:capture:{status}:{body.amount_to_capture or 'all'}"
+    fallback = f"{status}:{body.amount_to_capture or 'all'}"
+    key = _stripe_key(order, "capture", caller, idempotency_key, fallback)
     params = cast(PaymentIntentCaptureParams, body.model_dump(exclude_none=True))
     captured = await gateway.capture_payment_intent(intent_id, params, key)
     intent = captured.to_dict()
@@ -448,11 +478,18 @@ async def capture(
 
 
 async def cancel(
-    session: AsyncSession, gateway: StripeGateway, intent_id: str, body: PaymentIntentCancel
+    session: AsyncSession,
+    gateway: StripeGateway,
+    intent_id: str,
+    body: PaymentIntentCancel,
+    *,
+    caller: str = "anonymous",
+    idempotency_key: str | None = None,
 ) -> Outcome:
     order = await _order_of(session, intent_id)
     status = await _mirror_status(session, intent_id)
-    key = f"order:{order.id}:cancel:{status}:{body.cancellation_reason or 'none'}"
+    fallback = f"{status}:{body.cancellation_reason or 'none'}"
+    key = _stripe_key(order, "cancel", caller, idempotency_key, fallback)
     params = cast(PaymentIntentCancelParams, body.model_dump(exclude_none=True))
     canceled = await gateway.cancel_payment_intent(intent_id, params, key)
     intent = canceled.to_dict()

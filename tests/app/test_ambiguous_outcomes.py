@@ -211,3 +211,65 @@ class TestOldOrders:
         assert stripe_intents_of(stack, order_id) == []
         [order] = orders_described(stack, description)
         assert (order["status"], order["payment_intent"]) == ("pending", None)
+
+
+def forget_the_answer(stack: Stack, key: str) -> None:
+    """As if the process had died after its transaction committed, before the answer was kept
+    under the key: the claim in flight, its holder gone, its lease over."""
+    with stack.engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE idempotency_keys SET status_code = NULL, response = NULL, "
+                "holder = NULL, created_at = :at WHERE key = :k"
+            ),
+            {"at": datetime.now(UTC) - timedelta(hours=1), "k": key},
+        )
+
+
+class TestAnswerLostAfterCommit:
+    """Found by the soak: a confirm whose process was killed after it committed, before the
+    answer was kept, was retried under a new Stripe key (the attempt counter had moved) and got
+    Stripe's 400 `payment_intent_unexpected_state`. With an Idempotency-Key the Stripe key is
+    derived from it, so the retry is the same Stripe request and gets the same answer."""
+
+    @pytest.mark.parametrize(
+        ("action", "create", "body", "status", "order_status"),
+        [
+            ("confirm", {}, {"payment_method": "pm_card_visa"}, "succeeded", "paid"),
+            (
+                "capture",
+                {"capture_method": "manual", "confirm": True, "payment_method": "pm_card_visa"},
+                {},
+                "succeeded",
+                "paid",
+            ),
+            ("cancel", {}, {}, "canceled", "canceled"),
+        ],
+    )
+    def test_the_retry_is_the_same_stripe_request(
+        self,
+        stack: Stack,
+        action: str,
+        create: dict[str, Any],
+        body: dict[str, Any],
+        status: str,
+        order_status: str,
+    ) -> None:
+        no_redirects = {"enabled": True, "allow_redirects": "never"}
+        params = {"amount": 2000, "currency": "usd", "automatic_payment_methods": no_redirects}
+        created = stack.api.post("/payment-intents", json={**params, **create}).json()
+        headers = {"Idempotency-Key": f"{action}-{marker()}"}
+        path = f"/payment-intents/{created['id']}/{action}"
+        first = stack.api.post(path, json=body, headers=headers)
+        assert first.json()["status"] == status, first.text
+        forget_the_answer(stack, headers["Idempotency-Key"])
+
+        retried = stack.api.post(path, json=body, headers=headers)
+
+        assert retried.status_code == 200, retried.text
+        assert (retried.json()["id"], retried.json()["status"]) == (created["id"], status)
+        charges = stack.stripe.v1.charges.list(params={"payment_intent": created["id"]}).data
+        assert len(charges) == (0 if action == "cancel" else 1)
+        order = stack.wait_for_order(created["order_id"], order_status)
+        moves = [entry["to"] for entry in order["history"]]
+        assert moves.count(order_status) == 1, moves
