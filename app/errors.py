@@ -132,6 +132,56 @@ def _render(
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
+SEND_JSON = "send a JSON object with `Content-Type: application/json`"
+
+
+def _body_problem(error: dict[str, Any], body: Any, content_type: str | None) -> str | None:
+    """What is wrong with the request body as a whole, in words, when FastAPI's first error is
+    about the body itself rather than one of its parameters; None otherwise.
+
+    FastAPI reports invalid JSON as `json_invalid` at `("body", <character offset>)`, an empty
+    body as the body `missing`, and a body it did not parse as JSON (its Content-Type is not
+    JSON) as the raw bytes failing the model."""
+    loc = tuple(error.get("loc", ()))
+    if not loc or loc[0] != "body":
+        return None
+    kind = error.get("type")
+    if kind == "json_invalid":
+        text = body if isinstance(body, str) else None
+        if text is not None and not text.strip():
+            return f"The request body is empty: {SEND_JSON}."
+        position = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+        reason = str((error.get("ctx") or {}).get("error") or "not valid JSON")
+        if position is None or text is None:
+            return f"The request body is not valid JSON: {reason}."
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        return f"The request body is not valid JSON: {reason} at line {line}, column {column}."
+    if len(loc) != 1:
+        return None
+    if kind == "missing" or body in (None, b"", ""):
+        return f"The request body is empty: {SEND_JSON}."
+    if isinstance(body, bytes | bytearray):
+        media = (content_type or "").split(";")[0].strip()
+        given = f"`{media}`" if media else "no Content-Type"
+        return f"The request body was not read as JSON: expected application/json, got {given}."
+    if kind in ("model_attributes_type", "dict_type") and not isinstance(body, dict):
+        return f"The request body must be a JSON object, not {_json_kind(body)}: {SEND_JSON}."
+    return None
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null"
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that render every error in the envelope."""
 
@@ -140,8 +190,12 @@ def install(app: FastAPI) -> None:
         return _render(exc.status, exc.body(), exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        described = _body_problem(first, exc.body, request.headers.get("content-type"))
+        if described is not None:
+            return _render(400, InvalidRequest(described, code="parameter_invalid").body())
         location = [str(p) for p in first.get("loc", ())[1:]]  # [0] is body, query or path
         param = location[0] + "".join(f"[{p}]" for p in location[1:]) if location else None
         message = str(first.get("msg", "Invalid request."))
