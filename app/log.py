@@ -5,10 +5,14 @@ The filter removes what must never reach a log line: Stripe secret and restricte
 (`sk_…`, `rk_…`), webhook secrets (`whsec_…`), client secrets (`pi_…_secret_…`), the value of an
 `Authorization` header or a Bearer token, card numbers (13 to 19 digits passing Luhn), and
 every secret the settings hold, wherever it appears (message, arguments, traceback, extras).
+It finds them by their shapes, and by name only in structured fields (an extra, a dict, a header
+pair, a quoted key in a repr or JSON: `authorization`, `api_key`, `client_secret`, `password`…),
+never by a word of prose: "reauthorization, requires_confirmation" is logged as written.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -24,24 +28,74 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 LOGGERS = ("app", "uvicorn", "uvicorn.error", "uvicorn.access", "stripe", "")
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
-_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    # A client secret: keep the object id, drop the secret part.
-    (re.compile(r"(_secret_)[A-Za-z0-9]+"), rf"\1{REDACTED}"),
+_TOKEN = r"[A-Za-z0-9._~+/=-]+"
+# Names whose value is a secret, in structured fields (a record's extras, a dict argument, a
+# header tuple or mapping) and as quoted keys in text (a dict's or a JSON object's repr).
+SECRET_KEYS = frozenset(
+    {"authorization", "proxy_authorization", "api_key", "apikey", "api_keys", "secret",
+     "password", "passwd", "client_secret", "clientsecret", "secret_key", "stripe_secret_key",
+     "webhook_secret", "stripe_webhook_secret", "signing_secret", "token", "access_token",
+     "refresh_token", "cookie", "set_cookie", "x_api_key"}
+)  # fmt: skip
+_QUOTED_KEY = "|".join(
+    sorted({re.escape(k).replace("_", "[_-]?") for k in SECRET_KEYS}, key=len, reverse=True)
+)
+
+
+def _basic(match: re.Match[str]) -> str:
+    """`Basic <base64 of user:password>`: only a real credential is redacted, not `Basic plan`."""
+    try:
+        decoded = base64.b64decode(match.group(2), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return match.group()
+    return f"{match.group(1)} {REDACTED}" if ":" in decoded else match.group()
+
+
+# Words that follow "Bearer" in prose (Stripe's "using Bearer auth (e.g. 'Authorization: Bearer
+# YOUR_SECRET_KEY')"), not credentials: these, placeholders in capitals, short plain words.
+_NOT_TOKENS = frozenset({"auth", "authentication", "token", "tokens", "scheme", "header"})
+
+
+def _bearer(match: re.Match[str]) -> str:
+    token = match.group(2)
+    prose = token.lower() in _NOT_TOKENS or (token.isalpha() and len(token) < 6)
+    if prose or re.fullmatch(r"[A-Z][A-Z_]*", token):
+        return match.group()
+    return f"{match.group(1)} {REDACTED}"
+
+
+# Secrets by their shapes, never by a word that prose also uses: `reauthorization`,
+# `requires_confirmation` or `The authorization of this payment` come out unchanged.
+_PATTERNS: list[tuple[re.Pattern[str], Any]] = [
+    # A client secret (`pi_…_secret_…`, `seti_…`, `cs_test_…`): keep the object id, drop the secret.
+    (
+        re.compile(r"\b([a-z]+_(?:(?:live|test)_)?[A-Za-z0-9]+_secret_)[A-Za-z0-9]+"),
+        rf"\1{REDACTED}",
+    ),
     (re.compile(r"\b([sr]k_(?:live|test)_)[A-Za-z0-9_]+"), rf"\1{REDACTED}"),
     (re.compile(r"\b([sr]k_)[A-Za-z0-9]{16,}"), rf"\1{REDACTED}"),
     (re.compile(r"\b(whsec_)[A-Za-z0-9_+/=]+"), rf"\1{REDACTED}"),
-    (
-        re.compile(r"""(?i)((?:client_?secret|clientSecret)["']?\s*[:=]\s*["']?)[^"'\s,&}]+"""),
-        rf"\1{REDACTED}",
-    ),
+    # A secret key's value in a dict's, a JSON object's or a header tuple's repr:
+    # `{'Authorization': 'Basic …'}`, `(b'authorization', b'Bearer …')`, `"client_secret": "…"`.
     (
         re.compile(
-            r"""(?i)(authorization["']?\s*[:=,]\s*\(?\s*(?:b?["'])?)"""
-            r"(?:(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]+|(?!(?:bearer|basic)\b)[A-Za-z0-9._~+/=-]+)"
+            rf"""(?i)((?<![A-Za-z0-9_])b?["'](?:{_QUOTED_KEY})["']\s*[:,]\s*\(?\s*b?(["']))(?:\\.|(?!\2).)*"""
         ),
         rf"\1{REDACTED}",
     ),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
+    # The same in a query string or form: `client_secret=…`, `clientSecret=…`.
+    (re.compile(r"(?i)(\bclient_?secret=)[^\s&\"']+"), rf"\1{REDACTED}"),
+    # A header line `Authorization: <credential>` with no scheme (a scheme is handled below):
+    # only a value that looks like a credential (a digit in 8 or more token characters).
+    (
+        re.compile(
+            rf"(?i)(\bauthorization:\s*)(?!(?:bearer|basic)\b)(?=\S*\d){_TOKEN}(?<=\S{{8}})"
+        ),
+        rf"\1{REDACTED}",
+    ),
+    # `Bearer <token>`: as HTTP writes it, or any case when the token has a digit or a symbol.
+    (re.compile(rf"(\bBearer|\b(?i:bearer)(?=\s+[A-Za-z]*[0-9._~+/=-]))\s+({_TOKEN})"), _bearer),
+    (re.compile(r"(?i)\b(basic)\s+([A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])"), _basic),
 ]
 # 13 to 19 digits, single spaces or dashes allowed between them.
 PAN = re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d.])")
@@ -99,7 +153,7 @@ class RedactionFilter(logging.Filter):
         if isinstance(record.args, tuple):
             record.args = tuple(self._argument(arg) for arg in record.args)
         elif isinstance(record.args, dict):
-            record.args = {key: self._argument(arg) for key, arg in record.args.items()}
+            record.args = {key: self._field(key, arg) for key, arg in record.args.items()}
         if record.exc_info and not record.exc_text:
             record.exc_text = self._formatter.formatException(record.exc_info)
         if record.exc_text:
@@ -107,16 +161,46 @@ class RedactionFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
         for key, value in list(record.__dict__.items()):
-            if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, self.redact(value))
+            if key not in _STANDARD:
+                setattr(record, key, self._field(key, value))
         return True
 
     def _argument(self, value: object) -> object:
         if isinstance(value, int | float | bool) or value is None:
             return value
+        if isinstance(value, dict | list | tuple):
+            value = self._structure(value)
         text = str(value)
         redacted = self.redact(text)
         return value if redacted == text else redacted
+
+    def _field(self, key: object, value: object) -> object:
+        """A structured field: its whole value when its name is a secret's, else its content
+        (a structure's fields by name, then its text by shape)."""
+        if isinstance(key, str | bytes) and secret_key(key):
+            return value if value is None or value == "" else REDACTED
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, int | float | bool) or value is None:
+            return value
+        return self._argument(value)
+
+    def _structure(self, value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> object:
+        if isinstance(value, dict):
+            return {k: self._field(k, v) for k, v in value.items()}
+        items = list(value)
+        # A header as a (name, value) pair: `(b"authorization", b"Bearer …")`.
+        if len(items) == 2 and isinstance(items[0], str | bytes) and secret_key(items[0]):
+            items[1] = REDACTED
+        else:
+            items = [self._field(None, item) for item in items]
+        return tuple(items) if isinstance(value, tuple) else items
+
+
+def secret_key(name: str | bytes) -> bool:
+    """Whether a field of this name holds a secret (`Authorization`, `api_key`, `X-Api-Key`…)."""
+    text = name.decode("latin-1") if isinstance(name, bytes) else name
+    return text.lower().replace("-", "_") in SECRET_KEYS
 
 
 class JsonFormatter(logging.Formatter):

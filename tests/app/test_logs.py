@@ -5,8 +5,10 @@ whole log and every error body are searched for every secret the flow saw."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -307,3 +309,162 @@ class TestRedaction:
         assert "leaked_in_exception" not in line
         assert "topsecret" not in line
         assert "ValueError" in line
+
+
+# Real messages of the service and of Stripe (and the emulator's copies of Stripe's wording) that
+# name statuses, authorizations and secrets in prose: each must reach the log as written.
+PROSE = [
+    "reauthorization, requires_confirmation",
+    "order ord_123: requires_confirmation → authorized",
+    "The authorization of this payment was declined by the card issuer.",
+    "authorization, then capture: requires_capture",
+    "You cannot cancel this PaymentIntent because it has a status of succeeded. Only a "
+    "PaymentIntent with one of the following statuses may be canceled: requires_payment_method, "
+    "requires_capture, requires_reauthorization, requires_confirmation, requires_action, "
+    "processing.",
+    "The remaining amount on this PaymentIntent could not be captured because the remainder of "
+    "the authorized amount has been released.",
+    "The client_secret provided does not match any associated PaymentIntent on this account.",
+    "Invalid API Key provided: sk_test_********************1234",
+    "You did not provide an API key. You need to provide your API key in the Authorization "
+    "header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
+    "No API key provided: send `Authorization: Bearer <key>`.",
+    "Your card was declined. Your request was in test mode, but used a non test (live) card.",
+    "No such payment_intent: 'pi_3Nq8Zb'",
+    "The Basic plan is billed monthly; bearer of the card: Jane Doe",
+    "secret: rotate the webhook signing secret in the Dashboard",
+    "webhook payment_intent.amount_capturable_updated for ord_9 applied (authorization held)",
+]
+
+SECRET_TEXTS = [
+    ("Authorization: Bearer test_api_key_0123456789", "test_api_key_0123456789"),
+    ("stripe key sk_live_51Habcdefghijklmnop in use", "51Habcdefghijklmnop"),
+    ("rk_test_abcdefghijklmnopqrstuvwx", "abcdefghijklmnopqrstuvwx"),
+    ("signing with whsec_service_tests", "service_tests"),
+    ("intent pi_3Nq8ZbLkdIwHu7ix0x3H_secret_MzI1NTQ0 confirmed", "MzI1NTQ0"),
+    ("session cs_test_a1b2c3_secret_d4e5f6 made", "d4e5f6"),
+    ("seti_1Abc_secret_Zyx987 set up", "Zyx987"),
+    ("{'headers': {'Authorization': 'Bearer zzz-top'}}", "zzz-top"),
+    ('{"password": "hunter2"}', "hunter2"),
+    ("authorization: tok0123456789abc", "tok0123456789abc"),
+]
+
+
+class TestProseIsNotRedacted:
+    @pytest.mark.parametrize("text", PROSE)
+    def test_real_messages_come_out_unchanged(self, text: str) -> None:
+        assert Redactor([API_KEY, STRIPE_TEST_KEY])(text) == text
+
+    @pytest.mark.parametrize(("text", "gone"), SECRET_TEXTS)
+    def test_real_secrets_are_redacted(self, text: str, gone: str) -> None:
+        assert gone not in Redactor()(text)
+
+    def test_basic_is_redacted_only_for_a_credential(self) -> None:
+        assert Redactor()("Basic dXNlcjpwYXNz") == "Basic [REDACTED]"
+        assert Redactor()("Basic plan") == "Basic plan"
+
+    def test_structured_fields_are_redacted_by_name(self) -> None:
+        record = logging.LogRecord("app.test", logging.INFO, __file__, 1, "call", (), None)
+        record.__dict__.update(
+            authorization="plain-value",
+            api_key="k",
+            headers={"X-Api-Key": "abc", "Accept": "application/json"},
+            pairs=[(b"authorization", b"raw"), (b"host", b"example.com")],
+            note="reauthorization, requires_confirmation",
+        )
+        RedactionFilter(Redactor()).filter(record)
+        fields = record.__dict__
+        assert fields["authorization"] == fields["api_key"] == "[REDACTED]"
+        assert fields["headers"] == {"X-Api-Key": "[REDACTED]", "Accept": "application/json"}
+        assert fields["pairs"] == [(b"authorization", "[REDACTED]"), (b"host", b"example.com")]
+        assert fields["note"] == "reauthorization, requires_confirmation"
+
+
+LOGGING_SCRIPT = """
+import json, logging, logging.config, sys
+from uvicorn.config import LOGGING_CONFIG
+from app.log import configure_logging
+logging.config.dictConfig(LOGGING_CONFIG)  # as uvicorn does before it imports the app
+configure_logging(fmt=sys.argv[1], level="DEBUG", secrets=sys.argv[2:4])
+prose, secrets = json.loads(sys.stdin.read())
+for name in ("app.payments", "uvicorn.error"):
+    for i, text in enumerate(prose):
+        logging.getLogger(name).info("<%s:%d> %s", name, i, text)
+    for text, _gone in secrets:
+        logging.getLogger(name).warning(text)
+logging.getLogger("app.payments").info(
+    "headers",
+    extra={"authorization": "Bearer anything", "api_key": sys.argv[2], "password": "hunter2",
+           "client_secret": "pi_1_secret_2", "status": "requires_confirmation",
+           "detail": "reauthorization, requires_confirmation"},
+)
+"""
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_process_logs_prose_as_written_and_secrets_redacted(fmt: str) -> None:
+    """The service's logging, configured as in the service (after uvicorn's own configuration),
+    in a process of its own: prose through `app.*` and uvicorn's loggers is written as it was
+    given, secrets are not, in both formats."""
+    result = subprocess.run(
+        [sys.executable, "-c", LOGGING_SCRIPT, fmt, API_KEY, STRIPE_TEST_KEY],
+        input=json.dumps([PROSE, SECRET_TEXTS]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    output = result.stderr
+    assert "Logging error" not in output
+    lines = output.splitlines()
+    if fmt == "json":
+        entries = [json.loads(line) for line in lines]
+        messages = [entry["message"] for entry in entries]
+        extras = entries[-1]
+        assert extras["authorization"] == extras["api_key"] == "[REDACTED]"
+        assert extras["password"] == extras["client_secret"] == "[REDACTED]"
+        assert extras["status"] == "requires_confirmation"
+        assert extras["detail"] == "reauthorization, requires_confirmation"
+    else:
+        messages = lines
+    for name in ("app.payments", "uvicorn.error"):
+        for i, text in enumerate(PROSE):
+            expected = f"<{name}:{i}> {text}"
+            assert sum(m.endswith(expected) for m in messages) == 1, (expected, output)
+    for _text, gone in SECRET_TEXTS:
+        assert gone not in output
+    for secret in (API_KEY, STRIPE_TEST_KEY, "hunter2", "anything", "pi_1_secret_2"):
+        assert secret not in output
+
+
+def request_lines(log: str, method: str, path: str) -> list[str]:
+    """The lines logging this request: the service's own (`GET /path 404`) or uvicorn's access
+    log (`"GET /path HTTP/1.1" 404`); not an order transition naming it as its source."""
+    line = re.compile(rf"{method} {re.escape(path)}(?: HTTP/[0-9.]+\"| [0-9]{{3}}\b)")
+    return [each for each in log.splitlines() if line.search(each)]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_one_request_is_logged_once_and_stripe_prose_is_kept(fmt: str) -> None:
+    """A real service (`uvicorn app.main:app --log-level debug`, as `python -m app run` and the
+    image start it): one request is one line in its output, in either format; a Stripe refusal
+    naming `requires_reauthorization, requires_confirmation` reaches the client unchanged."""
+    with wired_service(LOG_FORMAT=fmt) as both, both.service.client() as api:
+        path = "/orders/ord_logged_once_0001"
+        assert api.get(path).status_code == 404
+        intent = api.post("/payment-intents", json={"amount": 2000, "currency": "usd"}).json()
+        paid = api.post(
+            f"/payment-intents/{intent['id']}/confirm",
+            json={"payment_method": "pm_card_visa", "return_url": RETURN_URL},
+        )
+        assert paid.status_code == 200, paid.text
+        canceled = api.post(f"/payment-intents/{intent['id']}/cancel", json={})
+        time.sleep(0.3)
+        log = both.service.log()
+    assert len(request_lines(log, "GET", path)) == 1, request_lines(log, "GET", path)
+    confirm = request_lines(log, "POST", f"/payment-intents/{intent['id']}/confirm")
+    assert len(confirm) == 1, confirm
+    assert canceled.status_code == 400, canceled.text
+    message = canceled.json()["error"]["message"]
+    assert "requires_reauthorization, requires_confirmation" in message, message
+    assert "[REDACTED]" not in message
