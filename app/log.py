@@ -232,8 +232,10 @@ def configure_logging(
     """Give `app.*` its stderr handler (once) and put the redaction filter on every handler of
     the loggers the process writes through. Returns the redactor (error bodies use it too).
 
-    With `json`, uvicorn's handlers write JSON lines too, and uvicorn's access log is off: the
-    `app.http` line of each request replaces it (with the request id, route and duration)."""
+    With `json`, uvicorn's handlers write JSON lines too. In either format uvicorn's access log
+    is off: the `app.http` line of each request replaces it (with the request id in JSON, the
+    route and the duration), so each request is logged once, however uvicorn was started
+    (`python -m app run`, the image's `uvicorn app.main:app`, `--log-level debug`)."""
     redactor = Redactor(secrets)
     logger = logging.getLogger("app")
     handler = next((h for h in logger.handlers if getattr(h, "_payments", False)), None)
@@ -253,7 +255,7 @@ def configure_logging(
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
             for each in logging.getLogger(name).handlers:
                 each.setFormatter(JsonFormatter())
-    logging.getLogger("uvicorn.access").disabled = fmt == "json"
+    logging.getLogger("uvicorn.access").disabled = True
     if logging.lastResort is not None:
         handlers.append(logging.lastResort)
     for each in handlers:
