@@ -20,7 +20,8 @@ python -m app create-api-key
                          stored: the service reads its keys from the environment
 python -m app webhooks register URL
                          create the service's webhook endpoint on Stripe (the pinned API version,
-                         the events the service handles) and print its signing secret
+                         the events the service handles) and print its signing secret; in
+                         sandbox mode nothing: the emulator is already wired to the service
 """
 
 from __future__ import annotations
@@ -205,7 +206,23 @@ def create_api_key(out: Callable[[str], None]) -> None:
 
 
 async def register_webhook(settings: Settings, url: str, out: Callable[[str], None]) -> int:
-    """Create the service's webhook endpoint on Stripe; the exit status."""
+    """Create the service's webhook endpoint on Stripe; the exit status.
+
+    In sandbox mode nothing is registered: the emulator `run` starts already delivers every event
+    to the service, signed with the sandbox secret the service checks. An endpoint registered
+    on top would be a second delivery stream of every event, signed with a secret of its own
+    that the service does not have (Stripe's API, which the emulator follows, lets no caller
+    choose an endpoint's secret), so each of its deliveries would be refused with 400."""
+    if settings.sandbox:
+        out(
+            "Sandbox mode (no STRIPE_SECRET_KEY): the emulator that `python -m app run` starts is "
+            "already wired to the service: it sends every event to /webhooks/stripe, signed with "
+            f"the sandbox secret ({SANDBOX_WEBHOOK_SECRET}) the service checks. Registering {url} "
+            "would add a second delivery of every event, signed with another secret, that the "
+            "service would refuse. Nothing registered. With a real STRIPE_SECRET_KEY this command "
+            "registers the endpoint with Stripe and prints its STRIPE_WEBHOOK_SECRET."
+        )
+        return 0
     gateway = StripeGateway(settings)
     events = sorted(HANDLERS)
     try:
@@ -305,7 +322,9 @@ def main(argv: list[str] | None = None) -> None:
     webhooks_parser = commands.add_parser("webhooks", help="the service's webhook endpoint")
     webhooks_commands = webhooks_parser.add_subparsers(dest="webhooks_command", required=True)
     register_parser = webhooks_commands.add_parser(
-        "register", help="create the webhook endpoint on Stripe and print its signing secret"
+        "register",
+        help="create the webhook endpoint on Stripe and print its signing secret (in sandbox "
+        "mode: nothing to do, the emulator is already wired to the service)",
     )
     register_parser.add_argument(
         "url", metavar="URL", help="e.g. https://pay.example.com/webhooks/stripe"
