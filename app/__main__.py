@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import os
 import secrets
@@ -129,8 +130,9 @@ def _emulator_port(option: int | None, settings: Settings) -> int:
     return DEFAULT_EMULATOR_PORT
 
 
-def _port_in_use(host: str, port: int) -> bool:
-    """Whether binding `host:port` fails, as the server's own bind would (SO_REUSEADDR)."""
+def _bind_error(host: str, port: int) -> OSError | None:
+    """Why binding `host:port` fails, as the server's own bind would (SO_REUSEADDR); None if
+    it does not."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as error:
@@ -139,30 +141,46 @@ def _port_in_use(host: str, port: int) -> bool:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
-        except OSError:
-            return True
-    return False
+        except OSError as error:
+            return error
+    return None
+
+
+def _port_problem(host: str, port: int, in_use: str) -> str | None:
+    error = _bind_error(host, port)
+    if error is None:
+        return None
+    if error.errno == errno.EADDRINUSE:
+        return in_use
+    return f"cannot listen on {host}:{port}: {error.strerror or error}"
 
 
 def _check_ports(host: str, port: int, emulator_port: int | None) -> None:
-    problems = []
     if emulator_port == port:
         raise RunError(
             f"the service and the emulator cannot share port {port}: "
             "run `make run PORT=… EMULATOR_PORT=…` (python -m app run --port … --emulator-port …)"
         )
-    if _port_in_use(host, port):
-        problems.append(
+    problems = [
+        _port_problem(
+            host,
+            port,
             f"port {port} is in use (another service?): stop it or run `make run PORT=…` "
-            "(python -m app run --port …)"
+            "(python -m app run --port …)",
         )
-    if emulator_port is not None and _port_in_use("127.0.0.1", emulator_port):
+    ]
+    if emulator_port is not None:
         problems.append(
-            f"port {emulator_port} is in use (another emulator or service?): stop it or run "
-            "`make run EMULATOR_PORT=…` (python -m app run --emulator-port …)"
+            _port_problem(
+                "127.0.0.1",
+                emulator_port,
+                f"port {emulator_port} is in use (another emulator or service?): stop it or run "
+                "`make run EMULATOR_PORT=…` (python -m app run --emulator-port …)",
+            )
         )
-    if problems:
-        raise RunError("; ".join(problems))
+    found = [problem for problem in problems if problem]
+    if found:
+        raise RunError("; ".join(found))
 
 
 def _url_host(host: str) -> str:
