@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EMULATOR_PORT ?= 12111
+# Ports of `make run` and `make emulator`: unset, `python -m app run` takes 8000 and, for the
+# emulator, EMULATOR_PORT, else the port of STRIPE_API_BASE, else 12111.
+PORT ?=
+EMULATOR_PORT ?=
 # Compose: the docker CLI's plugin where there is one, else Debian's `docker-compose` (.ci/run
 # installs it); `config` needs no Docker engine.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
@@ -22,14 +25,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: install ## Start the service on :8000 (sandbox: SQLite under ./var and the emulator)
-	$(BIN)/python -m app run
+run: install ## Serve on :8000 or PORT (sandbox: SQLite in ./var, the emulator on :12111 or EMULATOR_PORT)
+	$(BIN)/python -m app run $(if $(PORT),--port $(PORT)) $(if $(EMULATOR_PORT),--emulator-port $(EMULATOR_PORT))
 
 migrate: install ## Bring DATABASE_URL to the latest schema
 	$(BIN)/python -m app migrate
 
 emulator: install ## Start the offline Stripe emulator (EMULATOR_PORT, default 12111)
-	$(BIN)/python -m emulator --port $(EMULATOR_PORT)
+	$(BIN)/python -m emulator --port $(or $(EMULATOR_PORT),12111)
 
 test: install ## Run the whole test suite
 	$(BIN)/pytest

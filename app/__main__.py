@@ -2,7 +2,9 @@
 
 python -m app migrate    bring the database to the latest schema (alembic upgrade head)
 python -m app run        migrate, then serve; with no STRIPE_SECRET_KEY (sandbox mode) it also
-                         starts the Stripe emulator wired to the service's webhook endpoint
+                         starts the Stripe emulator wired to the service's webhook endpoint;
+                         --port (8000) and --emulator-port (12111); exits 1 if either port is
+                         taken or either process fails
 python -m app reconcile  apply what Stripe holds to orders whose webhooks were lost (every
                          unfinished order's payment intent, then Stripe events not in the
                          inbox), links or abandons orders with no intent, cancels uncaptured
@@ -28,16 +30,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import os
 import secrets
+import signal
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any, cast
+from urllib.parse import urlsplit
 
+import httpx
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import select
@@ -45,7 +54,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from app.audit import audit
-from app.config import SANDBOX_STRIPE_API_BASE, SANDBOX_WEBHOOK_SECRET, ConfigurationError, Settings
+from app.config import SANDBOX_API_KEY_FILE, SANDBOX_WEBHOOK_SECRET, ConfigurationError, Settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import AppError
 from app.models import WebhookEvent
@@ -54,7 +63,7 @@ from app.reconcile import MAX_EVENT_DAYS, apply_event, reconcile
 from app.stripe_gateway import API_VERSION, StripeGateway
 from app.webhooks.handlers import HANDLERS, OrderNotReady
 
-SANDBOX_KEY_FILE = Path("var/api_key")
+SANDBOX_KEY_FILE = SANDBOX_API_KEY_FILE
 
 
 def migrate(settings: Settings) -> None:
@@ -78,39 +87,195 @@ def _sandbox_api_key() -> str:
     return key
 
 
-def run(host: str, port: int) -> None:
+DEFAULT_PORT = 8000
+DEFAULT_EMULATOR_PORT = 12111
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+START_SECONDS = 60
+
+
+class RunError(Exception):
+    """`run` cannot start, or a process it started failed: the message says why and what to do."""
+
+
+def port_number(text: str) -> int:
+    """argparse's type for a TCP port."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (1 to 65535): {port}")
+    return port
+
+
+def _emulator_port(option: int | None, settings: Settings) -> int:
+    """The sandbox emulator's port: `--emulator-port`, else EMULATOR_PORT, else the port of a
+    local STRIPE_API_BASE, else 12111."""
+    if option is not None:
+        return option
+    if os.environ.get("EMULATOR_PORT", "").strip():
+        try:
+            return port_number(os.environ["EMULATOR_PORT"].strip())
+        except argparse.ArgumentTypeError as error:
+            raise RunError(f"EMULATOR_PORT: {error}") from None
+    if settings.stripe_api_base:
+        base = urlsplit(settings.stripe_api_base)
+        if base.scheme != "http" or base.hostname not in LOCAL_HOSTS or base.port is None:
+            raise RunError(
+                f"STRIPE_API_BASE={settings.stripe_api_base} is not an emulator on this machine "
+                "(http://127.0.0.1:PORT), and sandbox mode starts its own emulator: unset it, or "
+                "choose the emulator's port with `make run EMULATOR_PORT=…` "
+                "(python -m app run --emulator-port …)"
+            )
+        return base.port
+    return DEFAULT_EMULATOR_PORT
+
+
+def _bind_error(host: str, port: int) -> OSError | None:
+    """Why binding `host:port` fails, as the server's own bind would (SO_REUSEADDR); None if
+    it does not."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as error:
+        raise RunError(f"cannot resolve the host {host!r}: {error}") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            return error
+    return None
+
+
+def _port_problem(host: str, port: int, in_use: str) -> str | None:
+    error = _bind_error(host, port)
+    if error is None:
+        return None
+    if error.errno == errno.EADDRINUSE:
+        return in_use
+    return f"cannot listen on {host}:{port}: {error.strerror or error}"
+
+
+def _check_ports(host: str, port: int, emulator_port: int | None) -> None:
+    if emulator_port == port:
+        raise RunError(
+            f"the service and the emulator cannot share port {port}: "
+            "run `make run PORT=… EMULATOR_PORT=…` (python -m app run --port … --emulator-port …)"
+        )
+    problems = [
+        _port_problem(
+            host,
+            port,
+            f"port {port} is in use (another service?): stop it or run `make run PORT=…` "
+            "(python -m app run --port …)",
+        )
+    ]
+    if emulator_port is not None:
+        problems.append(
+            _port_problem(
+                "127.0.0.1",
+                emulator_port,
+                f"port {emulator_port} is in use (another emulator or service?): stop it or run "
+                "`make run EMULATOR_PORT=…` (python -m app run --emulator-port …)",
+            )
+        )
+    found = [problem for problem in problems if problem]
+    if found:
+        raise RunError("; ".join(found))
+
+
+def _url_host(host: str) -> str:
+    """`host` as a client on this machine reaches a server bound to it."""
+    if host in ("0.0.0.0", "", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _wait_until_up(
+    process: subprocess.Popen[bytes], url: str, name: str, seconds: float = START_SECONDS
+) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        code = process.poll()
+        if code is not None:
+            raise RunError(f"{name} exited at start with code {code} (its log is above)")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RunError(f"{name} did not answer {url} within {seconds:.0f} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run(host: str, port: int, emulator_port_option: int | None = None) -> int:
+    """Migrate, start the emulator (sandbox) and the service, and supervise them: the exit
+    status is 0 after Ctrl-C or SIGTERM, non-zero when a port is taken or either process fails."""
     settings = Settings()
     env = dict(os.environ)
-    emulator: subprocess.Popen[bytes] | None = None
-    if settings.sandbox:
+    emulator_port = _emulator_port(emulator_port_option, settings) if settings.sandbox else None
+    if emulator_port_option is not None and emulator_port is None:
+        print(  # noqa: T201
+            "--emulator-port is ignored: STRIPE_SECRET_KEY is set, so no emulator is started",
+            file=sys.stderr,
+        )
+    _check_ports(host, port, emulator_port)
+    local = f"http://{_url_host(host)}:{port}"
+    if emulator_port is not None:
         if not settings.api_keys:
             env["API_KEYS"] = _sandbox_api_key()
-        emulator_port = SANDBOX_STRIPE_API_BASE.rsplit(":", 1)[1]
-        emulator = subprocess.Popen(
-            [sys.executable, "-m", "emulator", "--port", emulator_port,
-             "--webhook-url", f"http://{host}:{port}/webhooks/stripe",
-             "--webhook-secret", SANDBOX_WEBHOOK_SECRET]
-        )  # fmt: skip
+        env["STRIPE_API_BASE"] = f"http://127.0.0.1:{emulator_port}"
     migrate(settings)
-    print(f"Payments service on http://{host}:{port}/docs", flush=True)  # noqa: T201
-    if settings.sandbox:
-        print(  # noqa: T201
-            f"Sandbox mode: Stripe is the emulator at {SANDBOX_STRIPE_API_BASE}; "
-            f"API key: {env['API_KEYS'].split(',')[0]}",
-            flush=True,
-        )
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        subprocess.run(
+        if emulator_port is not None:
+            emulator = subprocess.Popen(
+                [sys.executable, "-m", "emulator", "--host", "127.0.0.1",
+                 "--port", str(emulator_port), "--webhook-url", f"{local}/webhooks/stripe",
+                 "--webhook-secret", SANDBOX_WEBHOOK_SECRET]
+            )  # fmt: skip
+            processes.append((f"the emulator (port {emulator_port})", emulator))
+            _wait_until_up(emulator, f"{env['STRIPE_API_BASE']}/_emulator/health", processes[-1][0])
+        service = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "app.main:app", "--host", host, "--port", str(port)],
             env=env,
-            check=False,
         )
+        processes.append((f"the service (port {port})", service))
+        _wait_until_up(service, f"{local}/health/live", processes[-1][0])
+        print(f"Payments service on {local}/docs", flush=True)  # noqa: T201
+        if emulator_port is not None:
+            print(  # noqa: T201
+                f"Sandbox mode: Stripe is the emulator at {env['STRIPE_API_BASE']}; "
+                f"API key: {env['API_KEYS'].split(',')[0]}",
+                flush=True,
+            )
+        while True:
+            for name, process in processes:
+                code = process.poll()
+                if code is not None:
+                    raise RunError(f"{name} exited with code {code}; everything is stopped")
+            time.sleep(0.2)
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
-        if emulator is not None:
-            emulator.terminate()
-            emulator.wait()
+        signal.signal(signal.SIGTERM, previous)
+        for _, process in reversed(processes):
+            _stop(process)
 
 
 def say(line: str) -> None:
@@ -267,7 +432,15 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("migrate", help="alembic upgrade head on DATABASE_URL")
     run_parser = commands.add_parser("run", help="migrate and serve (with the emulator in sandbox)")
     run_parser.add_argument("--host", default="127.0.0.1")
-    run_parser.add_argument("--port", type=int, default=8000)
+    run_parser.add_argument(
+        "--port", type=port_number, default=DEFAULT_PORT, help="the service's port (default 8000)"
+    )
+    run_parser.add_argument(
+        "--emulator-port",
+        type=port_number,
+        help="the sandbox emulator's port (default: EMULATOR_PORT, else STRIPE_API_BASE's port, "
+        f"else {DEFAULT_EMULATOR_PORT}); the service's STRIPE_API_BASE points at it",
+    )
     reconcile_parser = commands.add_parser(
         "reconcile", help="apply Stripe's state to orders whose webhooks were lost"
     )
@@ -362,7 +535,11 @@ def _dispatch(args: argparse.Namespace) -> None:
     elif args.command == "webhooks":
         sys.exit(asyncio.run(register_webhook(Settings(), args.url, say)))
     else:
-        run(args.host, args.port)
+        try:
+            status = run(args.host, args.port, args.emulator_port)
+        except RunError as error:
+            raise SystemExit(f"payments service: {error}") from None
+        sys.exit(status)
 
 
 if __name__ == "__main__":

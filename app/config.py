@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -17,6 +18,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 SANDBOX_STRIPE_KEY = "sk_test_sandbox"
 SANDBOX_STRIPE_API_BASE = "http://127.0.0.1:12111"
 SANDBOX_WEBHOOK_SECRET = "whsec_sandbox"
+# The API key `python -m app run` makes in sandbox mode (relative to the working directory).
+SANDBOX_API_KEY_FILE = Path("var/api_key")
 
 
 RATE_WINDOWS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -45,7 +48,9 @@ def _split(value: object) -> object:
 class Settings(BaseSettings):
     """With no `STRIPE_SECRET_KEY` the service runs in sandbox mode against the emulator."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # An empty value (`STRIPE_SECRET_KEY=` in `.env` or the environment) means unset: the
+    # default applies, so `.env.example` copied as it is leaves the service in sandbox mode.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     database_url: str = "sqlite+aiosqlite:///./var/payments.db"
     # Postgres connections of SQLAlchemy's pool per process, kept open once opened: a request

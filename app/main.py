@@ -28,6 +28,7 @@ from app.payment_intents.router import router as payment_intents
 from app.public.router import router as public
 from app.refunds.router import router as refunds
 from app.security import SecurityMiddleware, make_rate_limiter
+from app.startup import log_banner
 from app.stripe_gateway import StripeGateway
 from app.webhooks.router import router as webhooks
 
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Tasks started from the lifespan record into this app's metrics too.
         token = current_metrics.set(metrics)
         _tune_gc()
+        log_banner(settings)
         try:
             yield
         finally:
