@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
-from app import errors, pg_direct
+from app import docs, errors, pg_direct
 from app.auth import key_digest
 from app.checkout_sessions.router import router as checkout_sessions
 from app.config import ConfigurationError, Settings
@@ -158,9 +158,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by app.docs from the service's own copy of their assets, not a CDN's.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.metrics = metrics
     errors.install(app)
+    docs.install(app)
     for router in (
         customers,
         payment_intents,
