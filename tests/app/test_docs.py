@@ -171,6 +171,96 @@ class TestSecurity:
             assert response.status_code == 401, (method, path)
 
 
+class TestIdempotencyKey:
+    def test_every_post_declares_it_with_its_rules(self, spec: dict[str, Any]) -> None:
+        posts = 0
+        for method, path, op in operations(spec):
+            declared = [
+                p
+                for p in op.get("parameters", [])
+                if p["name"].lower() == "idempotency-key" and p["in"] == "header"
+            ]
+            if method != "POST":
+                assert declared == [], (method, path)
+                continue
+            posts += 1
+            assert len(declared) == 1, (method, path)
+            header = declared[0]
+            assert header["required"] is False
+            assert header["schema"] == {"type": "string", "maxLength": 255}
+            rules = header["description"]
+            for rule in (
+                "24 hours",
+                "400 `idempotency_key_reused`",
+                "409 `idempotency_key_in_use`",
+                "5xx",
+                "before Stripe was called",
+            ):
+                assert rule in rules, rule
+        assert posts == 11
+
+
+class TestErrorStatuses:
+    def test_each_operation_documents_the_statuses_it_can_answer(
+        self, spec: dict[str, Any]
+    ) -> None:
+        documented = {
+            (method, path): {int(s) for s in op["responses"] if s[0] in "45"}
+            for method, path, op in operations(spec)
+        }
+        assert documented == STATUSES
+
+    def test_each_status_has_an_example_of_its_own(self, spec: dict[str, Any]) -> None:
+        for method, path, op in operations(spec):
+            for status, response in op["responses"].items():
+                if status[0] not in "45" or (path, status) == ("/health/ready", "503"):
+                    continue
+                content = response["content"]["application/json"]
+                assert content["schema"] == {"$ref": "#/components/schemas/ErrorEnvelope"}
+                error = content["example"]["error"]
+                where = (method, path, status)
+                assert error["code"] in CODES[int(status)], where
+                assert set(error) >= {"type", "code", "message", "param"}, where
+                if status == "402":
+                    assert error["type"] == "card_error"
+                    assert error["decline_code"], where
+                    assert error["order_id"], where
+                if status in ("409", "429") or (status == "503" and path != "/health"):
+                    assert "Retry-After" in response["headers"], where
+                if status == "503" and (method, path) in KEPT:
+                    assert error["code"] == "stripe_outcome_unknown", where
+                    assert KEPT[(method, path)] in error, where
+                if status == "503" and method == "GET" and path != "/health":
+                    assert error["code"] != "stripe_outcome_unknown", where
+
+    def test_routers_keep_their_own_descriptions(self, spec: dict[str, Any]) -> None:
+        create = spec["paths"]["/payment-intents"]["post"]["responses"]
+        assert (
+            "`decline_code`, the `payment_intent` and the `order_id`"
+            in (create["402"]["description"])
+        )
+        assert "`order_id` names the order kept" in create["503"]["description"]
+        webhook = spec["paths"]["/webhooks/stripe"]["post"]["responses"]
+        assert "Stripe-Signature" in webhook["400"]["description"]
+        assert webhook["400"]["content"]["application/json"]["example"]["error"]["code"] == (
+            "webhook_signature_invalid"
+        )
+
+    def test_the_examples_are_what_the_service_answers(
+        self, spec: dict[str, Any], stack: Stack
+    ) -> None:
+        responses = spec["paths"]["/orders/{order_id}"]["get"]["responses"]
+        for status, response in (
+            ("404", stack.api.get("/orders/ord_missing")),
+            ("401", stack.public.get("/orders/ord_missing")),
+        ):
+            example = responses[status]["content"]["application/json"]["example"]["error"]
+            actual = response.json()["error"]
+            assert response.status_code == int(status)
+            assert (actual["type"], actual["code"]) == (example["type"], example["code"])
+            assert set(actual) == set(example)
+
+
 @pytest.fixture
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
