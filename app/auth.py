@@ -7,8 +7,19 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.errors import Unauthorized
+
+# The scheme /openapi.json declares on every operation that takes `Caller` (Swagger UI's
+# "Authorize"). It refuses nothing itself (`auto_error=False`): `_caller` answers with the
+# service's own 401 envelope.
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    bearerFormat="API key",
+    description="One of the service's API keys (`API_KEYS`), as `Authorization: Bearer <key>`.",
+)
 
 
 def key_digest(key: str) -> str:
@@ -16,14 +27,15 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-async def _caller(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not presented:
+async def _caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+) -> str:
+    if credentials is None:
         raise Unauthorized(
             "No API key provided: send `Authorization: Bearer <key>`.", code="api_key_missing"
         )
-    digest = key_digest(presented.strip())
+    digest = key_digest(credentials.credentials)
     matched = False
     for known in request.app.state.api_key_digests:
         matched |= hmac.compare_digest(digest, known)
