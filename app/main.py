@@ -60,7 +60,9 @@ ERROR_STATUSES = {
     413: "The body is larger than this endpoint accepts.",
     429: "Too many requests from this address: retry after `Retry-After` seconds.",
     500: "An internal error.",
-    502: "Stripe answered with an error the service did not expect.",
+    502: "Stripe refused the service's own credentials (`stripe_auth_error`), or priced a "
+    "Checkout Session otherwise than the service (`amount_mismatch`; it was expired): nothing "
+    "payable was made.",
     503: "Stripe is unreachable or rate limiting the service, or the outcome of a call is "
     "unknown, or the database is unavailable: retry after `Retry-After` seconds with the same "
     "`Idempotency-Key`.",
