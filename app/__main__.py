@@ -54,16 +54,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from app.audit import audit
+from app.batch import connected
 from app.config import SANDBOX_API_KEY_FILE, SANDBOX_WEBHOOK_SECRET, ConfigurationError, Settings
-from app.db import create_engine, create_sessionmaker
 from app.errors import AppError
 from app.models import WebhookEvent
 from app.observability import write_job_metrics
 from app.reconcile import MAX_EVENT_DAYS, apply_event, reconcile
 from app.stripe_gateway import API_VERSION, StripeGateway
 from app.webhooks.handlers import HANDLERS, OrderNotReady
-
-SANDBOX_KEY_FILE = SANDBOX_API_KEY_FILE
 
 
 def migrate(settings: Settings) -> None:
@@ -78,12 +76,12 @@ def migrate(settings: Settings) -> None:
 
 def _sandbox_api_key() -> str:
     """The sandbox's API key: made once, kept in var/api_key so it survives restarts."""
-    if SANDBOX_KEY_FILE.exists():
-        return SANDBOX_KEY_FILE.read_text().strip()
-    SANDBOX_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
+    if SANDBOX_API_KEY_FILE.exists():
+        return SANDBOX_API_KEY_FILE.read_text().strip()
+    SANDBOX_API_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
     key = "sandbox_" + secrets.token_urlsafe(24)
-    SANDBOX_KEY_FILE.write_text(key + "\n")
-    SANDBOX_KEY_FILE.chmod(0o600)
+    SANDBOX_API_KEY_FILE.write_text(key + "\n")
+    SANDBOX_API_KEY_FILE.chmod(0o600)
     return key
 
 
@@ -288,14 +286,7 @@ async def replay_event(settings: Settings, event_id: str, out: Callable[[str], N
     The inbox's unique event id is what makes each event count once, so an event already in it
     is reported and not applied again: its order is brought to Stripe's current state by
     `reconcile`, never by running a handler twice."""
-    engine = create_engine(
-        settings.database_url,
-        settings.database_pool_size,
-        settings.database_direct_pool_size,
-    )
-    gateway = StripeGateway(settings)
-    try:
-        sessionmaker = create_sessionmaker(engine)
+    async with connected(settings) as (sessionmaker, gateway):
         async with sessionmaker() as session:
             stored = await session.scalar(
                 select(WebhookEvent).where(WebhookEvent.stripe_event_id == event_id)
@@ -323,9 +314,6 @@ async def replay_event(settings: Settings, event_id: str, out: Callable[[str], N
         if not applied.moves:
             out("no order status changed")
         return 0
-    finally:
-        await gateway.close()
-        await engine.dispose()
 
 
 def run_audit(settings: Settings, args: argparse.Namespace) -> int:

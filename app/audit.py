@@ -37,8 +37,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from stripe.params import PaymentIntentListParams
 
+from app.batch import connected
 from app.config import Settings
-from app.db import create_engine, create_sessionmaker
 from app.models import Order, OrderStatus, WebhookEvent
 from app.orders.service import ORDER_KEY
 from app.stripe_gateway import StripeGateway
@@ -120,12 +120,7 @@ async def audit(settings: Settings, *, since_days: int, min_age_seconds: int) ->
     """Hold the window's orders against Stripe (see the module's doc)."""
     now = int(time.time())
     report = Audit(since=now - since_days * 86400, until=now - min_age_seconds)
-    engine = create_engine(
-        settings.database_url, settings.database_pool_size, settings.database_direct_pool_size
-    )
-    gateway = StripeGateway(settings)
-    try:
-        sessions = create_sessionmaker(engine)
+    async with connected(settings) as (sessions, gateway):
         intents = await _intents(gateway, report)
         orders = await _orders(sessions, report, intents.values())
         report.orders_checked = len(orders)
@@ -133,9 +128,6 @@ async def audit(settings: Settings, *, since_days: int, min_age_seconds: int) ->
             await _check_order(gateway, report, order, intents)
         _check_intents(report, orders, intents.values())
         await _check_inbox(sessions, report)
-    finally:
-        await gateway.close()
-        await engine.dispose()
     return report
 
 

@@ -41,8 +41,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from stripe.params import PaymentIntentCancelParams, PaymentIntentListParams
 
+from app.batch import connected
 from app.config import Settings
-from app.db import create_engine, create_sessionmaker
 from app.errors import AppError
 from app.models import Order, OrderHistory, OrderStatus, WebhookEvent
 from app.models.base import aware, utcnow
@@ -117,26 +117,16 @@ async def reconcile(
     out: Callable[[str], None] = lambda _line: None,
 ) -> Report:
     """Run both passes against `settings`' database and Stripe; `out` gets each line."""
-    engine = create_engine(
-        settings.database_url,
-        settings.database_pool_size,
-        settings.database_direct_pool_size,
-    )
-    gateway = StripeGateway(settings)
     report = Report()
 
     def say(line: str) -> None:
         report.lines.append(line)
         out(line)
 
-    try:
-        sessionmaker = create_sessionmaker(engine)
+    async with connected(settings) as (sessionmaker, gateway):
         await _orders(sessionmaker, gateway, min_age_seconds, report, say)
         await _orphans(sessionmaker, gateway, min_age_seconds, since_days, report, say)
         await _events(sessionmaker, gateway, since_days, report, say)
-    finally:
-        await gateway.close()
-        await engine.dispose()
     say(report.summary())
     return report
 

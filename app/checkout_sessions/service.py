@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from stripe.params.checkout import SessionCreateParams
 
 from app.checkout_sessions.schemas import CheckoutSessionCreate, LineItem
-from app.db import create_sessionmaker, engine_of
+from app.db import engine_of
 from app.errors import (
     AppError,
     Conflict,
@@ -154,15 +154,6 @@ async def create(
         )
     await _record(sessions, stripe, order_id, created)
     return Outcome(created, order_id)
-
-
-async def create_checkout_session(
-    session: AsyncSession, stripe: StripeGateway, body: CheckoutSessionCreate
-) -> Outcome:
-    """`create`, without an Idempotency-Key, for a caller that holds a request session (the
-    demo): its steps are committed on their own all the same."""
-    assert isinstance(session.bind, AsyncEngine)
-    return await create(create_sessionmaker(session.bind), stripe, body)
 
 
 async def _create_without_order(

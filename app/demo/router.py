@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.config import Settings
-from app.db import Session
+from app.db import Session, Sessions
 from app.demo import pages, service
 from app.errors import InvalidRequest, NotFound
 from app.orders.schemas import OrderRead
@@ -42,12 +42,12 @@ async def shop(stripe: Gateway) -> HTMLResponse:
 
 
 @router.post("/checkout", summary="Demo checkout")
-async def checkout(request: Request, session: Session, stripe: Gateway) -> Response:
+async def checkout(request: Request, sessions: Sessions, stripe: Gateway) -> Response:
     """The form's quantities (`<price id>=<n>`) → a Checkout Session; 303 to its hosted page."""
     try:
         quantities = _quantities(await request.body())
         url = await service.checkout(
-            session,
+            sessions,
             stripe,
             quantities,
             success_url=f"{request.url_for('demo_success')}?session_id={{CHECKOUT_SESSION_ID}}",

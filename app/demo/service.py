@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.checkout_sessions import service as checkout_sessions
 from app.checkout_sessions.schemas import CheckoutSessionCreate, LineItem
@@ -55,7 +55,7 @@ async def catalogue(stripe: StripeGateway) -> list[Item]:
 
 
 async def checkout(
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     stripe: StripeGateway,
     quantities: dict[str, int],
     *,
@@ -83,7 +83,7 @@ async def checkout(
         cancel_url=cancel_url,
         metadata=DEMO_METADATA,
     )
-    outcome = await checkout_sessions.create_checkout_session(session, stripe, body)
+    outcome = await checkout_sessions.create(sessions, stripe, body)
     url = outcome.checkout.get("url")
     if not isinstance(url, str):
         raise InvalidRequest("Stripe gave the session no hosted page.", code="no_hosted_page")

@@ -6,13 +6,10 @@ the database) and named, and the run exits 1."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,16 +21,15 @@ from tests.app.test_webhooks import event, sign
 from tests.fixtures.emulator import free_port, sdk_client, start_emulator, stop_emulator
 from tests.fixtures.service import (
     API_KEY,
-    SERVICE_WEBHOOK_SECRET,
     STRIPE_TEST_KEY,
     Stack,
     own_database,
+    run_app,
     start_service,
     stop,
     sync_url,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 NO_REDIRECTS = {"enabled": True, "allow_redirects": "never"}
 
 
@@ -53,21 +49,13 @@ class Book:
         engine.dispose()
 
     def audit(self, *flags: str) -> subprocess.CompletedProcess[str]:
-        env = {
-            **os.environ,
-            "DATABASE_URL": self.database_url,
-            "STRIPE_SECRET_KEY": STRIPE_TEST_KEY,
-            "STRIPE_API_BASE": self.stripe_base,
-            "STRIPE_WEBHOOK_SECRET": SERVICE_WEBHOOK_SECRET,
-        }
-        return subprocess.run(
-            [sys.executable, "-m", "app", "audit", "--min-age", "0", *flags],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        return run_app(
+            "audit",
+            "--min-age",
+            "0",
+            *flags,
+            database_url=self.database_url,
+            stripe_base=self.stripe_base,
         )
 
     def pay(self, amount: int = 2000) -> dict[str, Any]:

@@ -3,40 +3,27 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import stripe
 
 from app.webhooks.handlers import HANDLERS
-from tests.fixtures.service import API_KEY, SERVICE_WEBHOOK_SECRET, STRIPE_TEST_KEY, Stack, fault
+from tests.fixtures.service import (
+    API_KEY,
+    Stack,
+    fault,
+    run_app,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 RETURN_URL = "https://example.com/order/complete"
 
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": stack.database_url,
-        "STRIPE_SECRET_KEY": STRIPE_TEST_KEY,
-        "STRIPE_API_BASE": stack.emulator.url,
-        "STRIPE_WEBHOOK_SECRET": SERVICE_WEBHOOK_SECRET,
-        "API_KEYS": API_KEY,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    return run_app(
+        *args, database_url=stack.database_url, stripe_base=stack.emulator.url, API_KEYS=API_KEY
     )
 
 

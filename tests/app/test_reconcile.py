@@ -4,9 +4,7 @@ is, and names it; a second run changes nothing."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +14,13 @@ import httpx
 
 from tests.fixtures.emulator import sdk_client, start_emulator, stop_emulator
 from tests.fixtures.service import (
-    SERVICE_WEBHOOK_SECRET,
     STRIPE_TEST_KEY,
     Stack,
     fault,
     own_database,
+    run_app,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 RETURN_URL = "https://example.com/order/complete"
 ATTEMPTS = 3  # one call and the SDK's 2 retries: a fault this many times loses the answer
 
@@ -31,21 +28,13 @@ ATTEMPTS = 3  # one call and the SDK's 2 retries: a fault this many times loses 
 def run_reconcile(
     stack: Stack, *flags: str, database_url: str | None = None, stripe_base: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url or stack.database_url,
-        "STRIPE_SECRET_KEY": STRIPE_TEST_KEY,
-        "STRIPE_API_BASE": stripe_base or stack.emulator.url,
-        "STRIPE_WEBHOOK_SECRET": SERVICE_WEBHOOK_SECRET,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "app", "reconcile", "--min-age", "0", *flags],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    return run_app(
+        "reconcile",
+        "--min-age",
+        "0",
+        *flags,
+        database_url=database_url or stack.database_url,
+        stripe_base=stripe_base or stack.emulator.url,
     )
 
 

@@ -4,33 +4,27 @@ event again, signed with a secret the service does not have: each delivery refus
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
-from tests.fixtures.service import Stack
+from tests.fixtures.service import Stack, run_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_sandbox_registers_nothing_and_says_why(stack: Stack) -> None:
     url = f"http://127.0.0.1:8000/webhooks/stripe?sandbox={uuid.uuid4().hex[:8]}"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")},
-        "DATABASE_URL": stack.database_url,
-        "STRIPE_API_BASE": stack.emulator.url,  # were it called, this emulator would register it
-    }
     before = [e.id for e in stack.stripe.v1.webhook_endpoints.list({"limit": 100}).data]
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "webhooks", "register", url],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    # Sandbox: no STRIPE_* variable but the base, where this emulator would register it.
+    result = run_app(
+        "webhooks",
+        "register",
+        url,
+        database_url=stack.database_url,
+        stripe_base=None,
+        STRIPE_API_BASE=stack.emulator.url,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
