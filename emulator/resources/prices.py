@@ -23,7 +23,7 @@ from emulator.errors import invalid_request
 from emulator.ids import new_id
 from emulator.metadata import checked, merged
 from emulator.objects import blank
-from emulator.resources.products import create_product, new_product
+from emulator.resources.catalog import create_product, new_product
 from emulator.routing import router
 from emulator.store import Obj, paginate
 
