@@ -1,4 +1,4 @@
-"""Products (`prod_…`): `/v1/products` create, retrieve, update and list.
+"""Products (`prod_…`): `/v1/products` create, retrieve, update, list and search.
 
 The product constructors prices share live in `emulator.resources.catalog`.
 """
@@ -11,9 +11,11 @@ from stripe.params import (
     ProductCreateParams,
     ProductListParams,
     ProductRetrieveParams,
+    ProductSearchParams,
     ProductUpdateParams,
 )
 
+from emulator import search
 from emulator.context import Ctx
 from emulator.errors import invalid_request
 from emulator.metadata import merged
@@ -36,6 +38,11 @@ def create(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
         price = create_price(ctx, data, param="default_price_data")
         product["default_price"] = price["id"]
     return product
+
+
+@router.route("GET", "/v1/products/search", ProductSearchParams)
+def search_(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    return search.search(ctx.coll("product"), params, "/v1/products/search")
 
 
 @router.route("GET", "/v1/products/{id}", ProductRetrieveParams)
