@@ -1,8 +1,9 @@
 """The emulator's ASGI application: Stripe's wire protocol around the route table.
 
-One request: route → API key → injected faults → parameters decoded and validated → the
-idempotency key checked → Stripe's latency → the handler → `expand` → the response, with Stripe's
-headers. Any failure becomes Stripe's error envelope; nothing answers with a traceback.
+One request: route → API key → `Stripe-Version` (`emulator.versions`) → injected faults →
+parameters decoded and validated → the idempotency key checked → Stripe's latency → the handler →
+`expand` → the response, with Stripe's headers. Any failure becomes Stripe's error envelope;
+nothing answers with a traceback.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from emulator import resources  # noqa: F401 - registers every route
-from emulator.config import API_VERSION, Config
+from emulator import resources, versions  # noqa: F401 - resources registers every route
+from emulator.config import Config
 from emulator.context import Ctx, Emulator
 from emulator.errors import StripeError, invalid_request, unrecognized_url
 from emulator.expand import expand
@@ -73,7 +74,7 @@ class EmulatorApp:
         raw_headers = [
             (b"content-type", content_type),
             (b"request-id", request_id.encode()),
-            (b"stripe-version", _header(scope, b"stripe-version") or API_VERSION.encode()),
+            (b"stripe-version", versions.answered(_version_header(scope)).encode("latin-1")),
         ]
         raw_headers.extend((k.lower().encode(), v.encode()) for k, v in headers.items())
         if drop:
@@ -111,6 +112,8 @@ class EmulatorApp:
         body = await _read_body(receive)
         emu = self.emu
         account = _api_key(scope) if route.api else ""
+        if route.api:
+            versions.check(_version_header(scope))
         key = (_header(scope, b"idempotency-key") or b"").decode() or None
         faults = emu.faults.for_request(method, route.template, path) if route.api else []
         drop_after = False
@@ -212,6 +215,11 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
+
+
+def _version_header(scope: Scope) -> str | None:
+    raw = _header(scope, b"stripe-version")
+    return None if raw is None else raw.decode("latin-1").strip()
 
 
 def _api_key(scope: Scope) -> str:

@@ -45,12 +45,16 @@ FIELDS: dict[str, dict[str, FieldType]] = {
         "created": "numeric",
         "currency": "token",
         "customer": "token",
+        "disputed": "token",
         "metadata": "token",
-        "payment_method_details.card.brand": "token",
-        "payment_method_details.card.exp_month": "token",
-        "payment_method_details.card.exp_year": "token",
-        "payment_method_details.card.fingerprint": "token",
-        "payment_method_details.card.last4": "token",
+        # Stripe's `payment_method_details.{SOURCE}.*`, SOURCE one of card, card_present and
+        # interac_present (the emulator's charges are all `card`).
+        **{
+            f"payment_method_details.{source}.{field}": "token"
+            for source in ("card", "card_present", "interac_present")
+            for field in ("brand", "exp_month", "exp_year", "fingerprint", "last4")
+        },
+        "refunded": "token",
         "status": "token",
     },
     "customer": {
@@ -77,6 +81,20 @@ FIELDS: dict[str, dict[str, FieldType]] = {
         "url": "string",
     },
     "subscription": {"created": "numeric", "metadata": "token", "status": "token"},
+}
+
+
+def _charge_refunded(charge: Obj) -> str | None:
+    """Stripe's search meaning of a charge's `refunded`, which differs from the attribute:
+    `"true"` fully refunded, `"false"` partially refunded, `null` not refunded at all."""
+    if charge.get("refunded"):
+        return "true"
+    return "false" if charge.get("amount_refunded") else None
+
+
+# Fields whose searched value is not the object's attribute of that name.
+_DERIVED: dict[tuple[str, str], Callable[[Obj], Any]] = {
+    ("charge", "refunded"): _charge_refunded,
 }
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
@@ -156,7 +174,7 @@ def compile_query(query: str, object_name: str) -> Predicate:
         parsed = parse(query, fields)
     except QueryError as exc:
         raise _stripe_error(exc, object_name + "s") from exc
-    predicates = [_compile(clause, fields[clause.field]) for clause in parsed.clauses]
+    predicates = [_compile(clause, fields[clause.field], object_name) for clause in parsed.clauses]
     if len(predicates) == 1:
         return predicates[0]
     if parsed.joiner == "OR":
@@ -182,8 +200,8 @@ def _stripe_error(exc: QueryError, resource: str) -> StripeError:
     )
 
 
-def _compile(clause: Clause, field_type: FieldType) -> Predicate:
-    get = _getter(clause)
+def _compile(clause: Clause, field_type: FieldType, object_name: str) -> Predicate:
+    get = _DERIVED.get((object_name, clause.field)) or _getter(clause)
     predicate: Predicate
     value = clause.value
     if value is None:

@@ -1,4 +1,4 @@
-"""Charges: made by PaymentIntent confirmations, read through `/v1/charges` (retrieve and list).
+"""Charges: made by PaymentIntent confirmations; `/v1/charges` retrieves, lists and searches them.
 
 A charge's `refunds` list is not part of the object in this API version; it appears only when
 expanded (`expand[]=refunds`), from the refund ids kept in the charge's hidden state.
@@ -9,8 +9,9 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from stripe.params import ChargeListParams, ChargeRetrieveParams
+from stripe.params import ChargeListParams, ChargeRetrieveParams, ChargeSearchParams
 
+from emulator import search
 from emulator.cards import TestCard
 from emulator.context import Ctx, Emulator, includable
 from emulator.ids import new_id
@@ -184,6 +185,11 @@ def _refunds(emu: Emulator, charge: dict[str, Any]) -> dict[str, Any]:
         "has_more": False,
         "url": f"/v1/charges/{charge['id']}/refunds",
     }
+
+
+@router.route("GET", "/v1/charges/search", ChargeSearchParams)
+def search_(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    return search.search(ctx.coll("charge"), params, "/v1/charges/search")
 
 
 @router.route("GET", "/v1/charges/{charge}", ChargeRetrieveParams)

@@ -1,4 +1,4 @@
-"""Customers: `/v1/customers` create, retrieve, update, list and delete, and the demo `cus_123`.
+"""Customers: `/v1/customers` create, retrieve, update, list, delete and search; the demo `cus_123`.
 
 A deleted customer leaves the store; retrieving it answers Stripe's `{"deleted": true}` stub.
 Fields Stripe shows only when expanded (`tax`, `sources`, `subscriptions`, ...) are includables.
@@ -16,10 +16,11 @@ from stripe.params import (
     CustomerDeleteParams,
     CustomerListParams,
     CustomerRetrieveParams,
+    CustomerSearchParams,
     CustomerUpdateParams,
 )
 
-from emulator import cards
+from emulator import cards, search
 from emulator.context import Ctx, Emulator, includable, seeder
 from emulator.errors import invalid_request, not_found
 from emulator.ids import new_id
@@ -354,3 +355,12 @@ def seed_customer(emu: Emulator) -> None:
     customer = new_customer("cus_123", emu.now())
     customer.update(name="Jane Doe", email="user@example.com")
     emu.coll("customer").add(customer)
+
+
+# ---------------------------------------------------------------------------------------------
+# Search (a static route: `/v1/customers/search` is matched before `/v1/customers/{customer}`)
+
+
+@router.route("GET", "/v1/customers/search", CustomerSearchParams)
+def search_(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    return search.search(ctx.coll("customer"), params, "/v1/customers/search")

@@ -1,4 +1,4 @@
-"""Prices (`price_…`): `/v1/prices` create, retrieve, update and list; the demo catalogue.
+"""Prices (`price_…`): `/v1/prices` create, retrieve, update, list and search; the demo catalogue.
 
 Also exports `create_price` (checkout's `price_data` goes through it) and `checked_price_params`.
 The demo catalogue holds the seed document's ids `price_123` (one-time) and `price_monthly`
@@ -14,16 +14,18 @@ from stripe.params import (
     PriceCreateParams,
     PriceListParams,
     PriceRetrieveParams,
+    PriceSearchParams,
     PriceUpdateParams,
 )
 
+from emulator import search
 from emulator.context import Ctx, Emulator, seeder
 from emulator.currencies import MAXIMUM, checked_currency
 from emulator.errors import invalid_request
 from emulator.ids import new_id
 from emulator.metadata import checked, merged
 from emulator.objects import blank
-from emulator.resources.products import create_product, new_product
+from emulator.resources.catalog import create_product, new_product
 from emulator.routing import router
 from emulator.store import Obj, paginate
 
@@ -234,6 +236,11 @@ def _take_lookup_key(ctx: Ctx, price: Obj, lookup_key: str | None) -> None:
 @router.route("POST", "/v1/prices", PriceCreateParams)
 def create(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     return create_price(ctx, params)
+
+
+@router.route("GET", "/v1/prices/search", PriceSearchParams)
+def search_(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    return search.search(ctx.coll("price"), params, "/v1/prices/search")
 
 
 @router.route("GET", "/v1/prices/{price}", PriceRetrieveParams)

@@ -1,6 +1,6 @@
-"""Products (`prod_…`): `/v1/products` create, retrieve, update and list.
+"""Products (`prod_…`): `/v1/products` create, retrieve, update, list and search.
 
-Also exports `create_product`, which prices and checkout sessions use for `product_data`.
+The product constructors prices share live in `emulator.resources.catalog`.
 """
 
 from __future__ import annotations
@@ -11,75 +11,38 @@ from stripe.params import (
     ProductCreateParams,
     ProductListParams,
     ProductRetrieveParams,
+    ProductSearchParams,
     ProductUpdateParams,
 )
 
+from emulator import search
 from emulator.context import Ctx
 from emulator.errors import invalid_request
-from emulator.ids import new_id
-from emulator.metadata import checked, merged
-from emulator.objects import blank
+from emulator.metadata import merged
+from emulator.resources.catalog import PLAIN_PRODUCT_FIELDS, create_product
+from emulator.resources.prices import checked_price_params, create_price
 from emulator.routing import router
 from emulator.store import Obj, paginate
-
-PRODUCT_ID_LENGTH = 14
-# Fields a create or an update copies as given.
-_PLAIN = ("description", "shippable", "statement_descriptor", "tax_code", "unit_label", "url")
-
-
-def new_product(now: int, params: dict[str, Any], *, product_id: str | None = None) -> Obj:
-    """A product object from create parameters (not stored)."""
-    product = blank(
-        "product",
-        id=product_id or new_id("prod", PRODUCT_ID_LENGTH),
-        active=params.get("active", True),
-        created=now,
-        images=list(params.get("images") or []),
-        marketing_features=[{"name": f["name"]} for f in params.get("marketing_features") or []],
-        metadata=checked(params.get("metadata")),
-        name=params["name"],
-        package_dimensions=params.get("package_dimensions"),
-        type=params.get("type", "service"),
-        updated=now,
-    )
-    for field in _PLAIN:
-        if field in params:
-            product[field] = params[field]
-    # `tax_details` only appears on products that set it.
-    product.pop("tax_details", None)
-    return product
-
-
-def create_product(ctx: Ctx, params: dict[str, Any], *, param: str = "id") -> Obj:
-    """Store a new product (emitting `product.created`); a taken custom id is refused."""
-    product_id = params.get("id")
-    if product_id is not None and ctx.coll("product").find(product_id) is not None:
-        raise invalid_request(
-            f"Product already exists.: '{product_id}'", param=param, code="resource_already_exists"
-        )
-    product = new_product(ctx.now(), params, product_id=product_id)
-    ctx.coll("product").add(product)
-    ctx.emit("product.created", product)
-    return product
 
 
 @router.route("POST", "/v1/products", ProductCreateParams)
 def create(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     if "default_price_data" in params:
         # Checked before anything is stored, so a refused price leaves no product behind.
-        from emulator.resources.prices import checked_price_params
-
         checked_price_params(
             params["default_price_data"], "default_price_data", needs_product=False
         )
     product = create_product(ctx, params)
     if "default_price_data" in params:
-        from emulator.resources.prices import create_price
-
         data = {**params["default_price_data"], "product": product["id"]}
         price = create_price(ctx, data, param="default_price_data")
         product["default_price"] = price["id"]
     return product
+
+
+@router.route("GET", "/v1/products/search", ProductSearchParams)
+def search_(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    return search.search(ctx.coll("product"), params, "/v1/products/search")
 
 
 @router.route("GET", "/v1/products/{id}", ProductRetrieveParams)
@@ -100,7 +63,7 @@ def update(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
                 code="resource_missing",
             )
         product["default_price"] = price["id"]
-    for field in ("active", "name", "package_dimensions", *_PLAIN):
+    for field in ("active", "name", "package_dimensions", *PLAIN_PRODUCT_FIELDS):
         if field in params:
             product[field] = None if params[field] == "" else params[field]
     if "images" in params:

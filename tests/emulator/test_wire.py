@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -11,6 +14,10 @@ import stripe
 from tests.fixtures.emulator import API_KEY, EmulatorProcess, sdk_client
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+# The SDK is pinned to the emulator's own version; the day after it is a version from the future.
+DAY_AFTER_PINNED = (
+    datetime.date.fromisoformat(stripe.api_version[:10]) + datetime.timedelta(days=1)
+).isoformat()
 
 
 def endpoint_params(**extra: Any) -> dict[str, Any]:
@@ -62,6 +69,117 @@ class TestHeaders:
     def test_each_request_has_its_own_id(self, controls: httpx.Client) -> None:
         ids = {controls.get("/v1/events", headers=AUTH).headers["Request-Id"] for _ in range(3)}
         assert len(ids) == 3
+
+
+@contextlib.contextmanager
+def versioned_client(url: str, version: str) -> Iterator[stripe.StripeClient]:
+    """The SDK's client sending `Stripe-Version: version`, its connections closed afterwards."""
+    sdk = stripe.StripeClient(
+        API_KEY,
+        base_addresses={"api": url},
+        http_client=stripe.HTTPXClient(allow_sync_methods=True),
+        stripe_version=version,
+    )
+    try:
+        yield sdk
+    finally:
+        sdk._requestor._client.close()  # type: ignore[union-attr]
+
+
+class TestStripeVersion:
+    """Stripe answers an unknown `Stripe-Version` with a 400 "Invalid Stripe API version: …" (the
+    message stripe-java#682 and stripe-node#2387 quote); the emulator knows every well-formed
+    version dated from 2011 up to its own (`emulator.versions`)."""
+
+    @pytest.mark.parametrize(
+        "version",
+        [
+            "2024-06-20",
+            "2025-03-31.basil",
+            "2020-08-27",
+            stripe.api_version,
+            "2025-03-31.basil; checkout_server_update_beta=v1",
+        ],
+    )
+    def test_known_versions_are_answered_and_echoed(
+        self, controls: httpx.Client, version: str
+    ) -> None:
+        response = controls.get("/v1/customers", headers={**AUTH, "Stripe-Version": version})
+        assert response.status_code == 200
+        assert [c["id"] for c in response.json()["data"]] == ["cus_123"]
+        assert response.headers["Stripe-Version"] == version
+
+    @pytest.mark.parametrize(
+        "version",
+        [
+            "banana",
+            "2099-01-01",
+            DAY_AFTER_PINNED,
+            "2019-2-19",
+            "2024-02-30",
+            "2010-12-31",
+            "2024-06-20.Basil",
+            "2018-11-21 accounts_upgrade=true",
+            "2024-06-20; beta",
+        ],
+    )
+    def test_unknown_versions_are_refused_before_anything_is_written(
+        self, controls: httpx.Client, version: str
+    ) -> None:
+        response = controls.post(
+            "/v1/customers",
+            data={"email": "amy@example.com"},
+            headers={**AUTH, "Stripe-Version": version, "Idempotency-Key": "version-check"},
+        )
+        assert response.status_code == 400
+        error = error_of(response)
+        assert error["type"] == "invalid_request_error"
+        assert error["message"] == f"Invalid Stripe API version: {version}"
+        assert response.headers["Stripe-Version"] == stripe.api_version
+        listed = controls.get("/v1/customers", headers=AUTH).json()["data"]
+        assert [c["id"] for c in listed] == ["cus_123"]
+        # The refusal did not use up the idempotency key.
+        retried = controls.post(
+            "/v1/customers",
+            data={"email": "amy@example.com"},
+            headers={**AUTH, "Idempotency-Key": "version-check"},
+        )
+        assert retried.status_code == 200
+        assert retried.json()["email"] == "amy@example.com"
+        assert "Idempotent-Replayed" not in retried.headers
+
+    def test_no_header_answers_with_the_emulators_version(self, controls: httpx.Client) -> None:
+        response = controls.get("/v1/customers", headers=AUTH)
+        assert response.status_code == 200
+        assert response.headers["Stripe-Version"] == stripe.api_version
+
+    def test_routes_outside_v1_ignore_the_header(self, controls: httpx.Client) -> None:
+        response = controls.get("/_emulator/faults", headers={"Stripe-Version": "banana"})
+        assert response.status_code == 200
+        assert response.json() == {"object": "list", "data": []}
+        assert response.headers["Stripe-Version"] == stripe.api_version
+
+    def test_the_sdk_with_an_older_version(
+        self, emulator_process: EmulatorProcess, controls: httpx.Client
+    ) -> None:
+        with versioned_client(emulator_process.url, "2024-06-20") as sdk:
+            customer = sdk.v1.customers.create(params={"email": "old@example.com"})
+            assert customer.last_response is not None
+            assert customer.last_response.headers["Stripe-Version"] == "2024-06-20"
+            assert sdk.v1.customers.retrieve(customer.id).email == "old@example.com"
+
+    def test_the_sdk_with_a_version_from_the_future(
+        self, emulator_process: EmulatorProcess, controls: httpx.Client
+    ) -> None:
+        with (
+            versioned_client(emulator_process.url, "2099-01-01") as sdk,
+            pytest.raises(stripe.InvalidRequestError) as info,
+        ):
+            sdk.v1.customers.create(params={"email": "future@example.com"})
+        assert info.value.http_status == 400
+        assert info.value.user_message == "Invalid Stripe API version: 2099-01-01"
+        listed = controls.get("/v1/customers", headers=AUTH).json()["data"]
+        assert [c["id"] for c in listed] == ["cus_123"]
 
 
 class TestParameters:
