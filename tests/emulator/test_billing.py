@@ -780,3 +780,53 @@ class TestActionsAndPages:
         assert "This invoice is paid" in paid.text
         assert client.v1.invoices.retrieve(invoice.id).status == "paid"
         assert client.v1.subscriptions.retrieve(sub.id).status == "active"
+
+
+class TestCreateParameters:
+    def test_trial_end_and_refusals(self, client: stripe.StripeClient) -> None:
+        customer = clocked_customer(client, new_clock(client).id)
+        sub = subscribe(client, customer.id, trial_end=START + 10 * DAY)
+        assert (sub.status, sub.trial_end) == ("trialing", START + 10 * DAY)
+        assert subscribe(client, customer.id, trial_end="now").status == "active"
+        with pytest.raises(stripe.InvalidRequestError) as err:
+            subscribe(client, customer.id, trial_end=START + DAY, trial_period_days=3)
+        assert err.value.param == "trial_end"
+        with pytest.raises(stripe.InvalidRequestError) as err:
+            subscribe(client, customer.id, trial_end=START - DAY)
+        assert err.value.param == "trial_end"
+        with pytest.raises(stripe.InvalidRequestError) as err:
+            subscribe(client, customer.id, add_invoice_items=[{"price": "price_123"}])
+        assert err.value.param == "add_invoice_items"
+        assert "emulator does not model" in str(err.value.user_message)
+        with pytest.raises(stripe.InvalidRequestError) as err:
+            subscribe(client, customer.id, payment_behavior="pending_if_incomplete")
+        assert err.value.param == "payment_behavior"
+        listed = client.v1.subscriptions.list(params={"customer": customer.id})
+        assert len(listed.data) == 2
+
+    def test_item_change_needs_proration_none(self, client: stripe.StripeClient) -> None:
+        customer = clocked_customer(client, new_clock(client).id)
+        sub = subscribe(client, customer.id)
+        item = sub["items"].data[0]
+        with pytest.raises(stripe.InvalidRequestError) as err:
+            client.v1.subscriptions.update(
+                sub.id, params={"items": [{"id": item.id, "quantity": 3}]}
+            )
+        assert err.value.param == "proration_behavior"
+        with pytest.raises(stripe.InvalidRequestError) as err:
+            client.v1.subscriptions.update(
+                sub.id,
+                params={"items": [{"price": "price_monthly"}], "proration_behavior": "none"},
+            )
+        assert err.value.param == "items[0][id]"
+        assert client.v1.subscriptions.retrieve(sub.id)["items"].data[0].quantity == 1
+        # Turning cancel_at_period_end on and off again, and a new default payment method.
+        pm = client.v1.payment_methods.attach(
+            "pm_card_mastercard", params={"customer": customer.id}
+        )
+        on = client.v1.subscriptions.update(
+            sub.id, params={"cancel_at_period_end": True, "default_payment_method": pm.id}
+        )
+        assert (on.cancel_at_period_end, on.default_payment_method) == (True, pm.id)
+        off = client.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": False})
+        assert (off.cancel_at_period_end, off.cancel_at, off.canceled_at) == (False, None, None)
