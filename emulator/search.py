@@ -77,6 +77,21 @@ FIELDS: dict[str, dict[str, FieldType]] = {
         "url": "string",
     },
     "subscription": {"created": "numeric", "metadata": "token", "status": "token"},
+    "invoice": {
+        "created": "numeric",
+        "currency": "token",
+        "customer": "string",
+        "metadata": "token",
+        "number": "string",
+        "receipt_number": "string",
+        "status": "string",
+        "subscription": "string",
+        "total": "numeric",
+    },
+}
+# Query fields that name a path other than their own (this API version moved the field).
+PATHS: dict[tuple[str, str], str] = {
+    ("invoice", "subscription"): "parent.subscription_details.subscription",
 }
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
@@ -156,7 +171,10 @@ def compile_query(query: str, object_name: str) -> Predicate:
         parsed = parse(query, fields)
     except QueryError as exc:
         raise _stripe_error(exc, object_name + "s") from exc
-    predicates = [_compile(clause, fields[clause.field]) for clause in parsed.clauses]
+    predicates = [
+        _compile(clause, fields[clause.field], PATHS.get((object_name, clause.field)))
+        for clause in parsed.clauses
+    ]
     if len(predicates) == 1:
         return predicates[0]
     if parsed.joiner == "OR":
@@ -182,8 +200,8 @@ def _stripe_error(exc: QueryError, resource: str) -> StripeError:
     )
 
 
-def _compile(clause: Clause, field_type: FieldType) -> Predicate:
-    get = _getter(clause)
+def _compile(clause: Clause, field_type: FieldType, path: str | None = None) -> Predicate:
+    get = _getter(clause, path)
     predicate: Predicate
     value = clause.value
     if value is None:
@@ -229,11 +247,11 @@ def _compile(clause: Clause, field_type: FieldType) -> Predicate:
     return predicate
 
 
-def _getter(clause: Clause) -> Callable[[Obj], Any]:
+def _getter(clause: Clause, path: str | None = None) -> Callable[[Obj], Any]:
     key = clause.key
     if key is not None:
         return lambda obj: (obj.get("metadata") or {}).get(key)
-    parts = clause.field.split(".")
+    parts = (path or clause.field).split(".")
     if len(parts) == 1:
         name = parts[0]
         return lambda obj: obj.get(name)
