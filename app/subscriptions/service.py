@@ -86,12 +86,19 @@ async def create_subscription(
     else:
         created = await _create_on_stripe(sessions, stripe, params, row_id)
     invoice = created.get("latest_invoice")
-    async with sessions.begin() as session:
-        row = await session.get_one(Subscription, row_id)
-        row = await mirror.adopt(session, row, created)
-        if isinstance(invoice, dict) and invoice.get("id"):
-            await mirror.record(session, "invoice", invoice)
-        link = await checkout_sessions_of(session, [created["id"]])
+    for attempt in (1, 2):
+        try:
+            async with sessions.begin() as session:
+                row = await session.get_one(Subscription, row_id)
+                row = await mirror.adopt(session, row, created)
+                if isinstance(invoice, dict) and invoice.get("id"):
+                    await mirror.record(session, "invoice", invoice)
+                link = await checkout_sessions_of(session, [created["id"]])
+            break
+        except IntegrityError:
+            # A webhook mirrored the subscription or its invoice meanwhile: found this time.
+            if attempt == 2:
+                raise
     secret = None
     if created.get("status") == "incomplete" and isinstance(invoice, dict):
         secret = (invoice.get("confirmation_secret") or {}).get("client_secret")
