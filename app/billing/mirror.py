@@ -202,8 +202,8 @@ async def status_of(session: AsyncSession, kind: str, stripe_id: str) -> str | N
 
 async def adopt(session: AsyncSession, row: Subscription, sub: dict[str, Any]) -> Subscription:
     """Record Stripe's answer to the create that `row` was committed for. A webhook may have
-    mirrored the subscription first, in a row of its own: that row is kept (it may hold a newer
-    state) and takes over the request's caller and key; the placeholder is deleted."""
+    mirrored the subscription first, in a row of its own: that row is kept, takes the answer
+    and the request's caller and key, and the placeholder is deleted."""
     found = await session.scalar(
         select(Subscription).where(Subscription.stripe_id == sub["id"]).with_for_update()
     )
@@ -217,8 +217,11 @@ async def adopt(session: AsyncSession, row: Subscription, sub: dict[str, Any]) -
     await session.execute(delete(Subscription).where(Subscription.id == row.id))
     await session.flush()
     found.idempotency_owner, found.idempotency_key, found.params_digest = owner, key, digest
-    if found.event_created is None and may_overwrite("subscription", found.status):
+    if may_overwrite("subscription", found.status):
+        # The answer ends the create; the events that came first were sent during it. Should
+        # one have been later, the next event finds `event_created` null and reads Stripe.
         _fill_subscription(found, sub, await clock_now(session, sub))
+        found.event_created = None
     await session.flush()
     return found
 
