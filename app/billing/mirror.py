@@ -180,15 +180,57 @@ async def _current(gateway: StripeGateway, kind: str, obj: dict[str, Any]) -> di
         return obj
 
 
-async def record(session: AsyncSession, kind: str, obj: dict[str, Any]) -> tuple[Row, bool]:
+async def record(
+    session: AsyncSession, kind: str, obj: dict[str, Any], *, if_changed: bool = False
+) -> tuple[Row, bool]:
     """Store an object Stripe answered outside an event (an API answer, reconcile): the row and
-    whether it changed. A terminal row keeps its state."""
+    whether what the mirror answers changed. A terminal row keeps its state; with `if_changed`,
+    a row that would answer the same is left as it is (its `event_created` too)."""
     row = await _locked(session, kind, obj["id"])
     if row is not None and not may_overwrite(kind, row.status):
         return row, False
-    before = None if row is None else dict(row.data)
+    before = None if row is None else summary(row)
+    if if_changed and row is not None:
+        probe: Row = Subscription() if kind == "subscription" else Invoice()
+        if isinstance(probe, Subscription):
+            _fill_subscription(probe, obj, 0)
+        else:
+            _fill_invoice(probe, obj)
+        if summary(probe) == before:
+            return row, False
     stored = await _store(session, kind, row, obj, None)
-    return stored, before != stored.data
+    return stored, before != summary(stored)
+
+
+def summary(row: Row) -> tuple[Any, ...]:
+    """What the mirror answers of a row, to tell whether a write changed it (`data` holds
+    fields that differ by representation only, such as a decimal amount's type)."""
+    if isinstance(row, Subscription):
+        return (
+            row.status,
+            row.customer,
+            row.cancel_at_period_end,
+            row.current_period_start,
+            row.current_period_end,
+            row.trial_end,
+            row.canceled_at,
+            row.ended_at,
+            row.latest_invoice,
+            row.default_payment_method,
+            row.items,
+            row.metadata_,
+        )
+    return (
+        row.status,
+        row.customer,
+        row.subscription,
+        row.amount_due,
+        row.amount_paid,
+        row.amount_remaining,
+        row.attempt_count,
+        row.next_payment_attempt,
+        row.hosted_invoice_url,
+    )
 
 
 async def status_of(session: AsyncSession, kind: str, stripe_id: str) -> str | None:

@@ -14,8 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
-from tests.fixtures.service import Stack, fault, sign_event
+from tests.fixtures.service import Stack, fault, run_app, sign_event
 
 NOW = int(time.time())
 MONTH = 30 * 86400
@@ -392,3 +393,79 @@ class TestTestClockEvents:
         assert stack.rows("SELECT frozen_time FROM test_clocks WHERE id = :id", id=clock) == [
             {"frozen_time": NOW + 900}
         ]
+
+
+class TestReconcile:
+    """`python -m app reconcile`'s billing pass: what no webhook brought (a delivery lost for
+    longer than Stripe keeps events) is read from Stripe and recorded through the same function
+    as the webhooks."""
+
+    def test_a_mirror_left_behind_is_refreshed_from_stripe(self, stack: Stack) -> None:
+        customer = stack.api.post("/customers", json={"payment_method": "pm_card_visa"})
+        assert customer.status_code == 200, customer.text
+        cus = customer.json()["id"]
+        pm = stack.api.get(f"/customers/{cus}/payment-methods").json()["data"][0]["id"]
+        created = stack.api.post(
+            "/subscriptions",
+            json={
+                "customer": cus,
+                "items": [{"price": "price_monthly"}],
+                "default_payment_method": pm,
+            },
+        )
+        assert created.status_code == 200, created.text
+        sub = created.json()["id"]
+        first = created.json()["latest_invoice"]
+        # Every event of the customer's delivered and applied, so none is still in flight.
+        events = stack.stripe.v1.events.list(params={"limit": 100}).data
+        ours = {e.id for e in events if _names(e.data.object.to_dict(), {cus, sub, first})}
+        assert ours
+        deadline = time.monotonic() + 10
+        while ours - {
+            r["stripe_event_id"] for r in stack.rows("SELECT stripe_event_id FROM webhook_events")
+        }:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # As if the webhooks that said "active" and "paid" had been lost.
+        with stack.engine.begin() as connection:
+            connection.execute(
+                text("UPDATE subscriptions SET status = 'incomplete' WHERE stripe_id = :id"),
+                {"id": sub},
+            )
+            connection.execute(
+                text("UPDATE invoices SET status = 'open' WHERE stripe_id = :id"), {"id": first}
+            )
+        done = run_app(
+            "reconcile",
+            "--min-age",
+            "0",
+            "--since-days",
+            "1",
+            database_url=stack.database_url,
+            stripe_base=stack.emulator.url,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"{sub}: incomplete -> active (subscription refreshed from Stripe)" in done.stdout
+        assert f"{first}: open -> paid (invoice refreshed from Stripe)" in done.stdout
+        summary = done.stdout.strip().splitlines()[-1]
+        assert "subscriptions listed, 1 refreshed" in summary
+        assert "invoices listed, 1 refreshed" in summary
+        assert sub_row(stack, sub)["status"] == "active"
+        assert inv_row(stack, first)["status"] == "paid"
+        again = run_app(
+            "reconcile",
+            "--min-age",
+            "0",
+            "--since-days",
+            "1",
+            database_url=stack.database_url,
+            stripe_base=stack.emulator.url,
+        )
+        assert "subscriptions listed, 0 refreshed" in again.stdout
+        assert "invoices listed, 0 refreshed" in again.stdout
+
+
+def _names(obj: dict[str, Any], ids: set[str]) -> bool:
+    """Whether an event's object is, or belongs to, one of `ids`."""
+    parent = ((obj.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+    return bool({obj.get("id"), obj.get("customer"), obj.get("invoice"), parent} & ids)
