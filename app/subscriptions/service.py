@@ -86,7 +86,8 @@ async def create_subscription(
     else:
         created = await _create_on_stripe(sessions, stripe, params, row_id)
     invoice = created.get("latest_invoice")
-    for attempt in (1, 2):
+    # Each try may lose a race with a webhook inserting the subscription or its invoice.
+    for attempt in range(3):
         try:
             async with sessions.begin() as session:
                 row = await session.get_one(Subscription, row_id)
@@ -96,7 +97,7 @@ async def create_subscription(
                 link = await checkout_sessions_of(session, [created["id"]])
             break
         except IntegrityError:
-            # A webhook mirrored the subscription or its invoice meanwhile: found this time.
+            # A webhook mirrored the subscription or its invoice meanwhile: found next time.
             if attempt == 2:
                 raise
     secret = None
