@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.fixtures.service import Stack, fault
+from tests.fixtures.service import Stack, extra_service, fault
 
 T = TypeVar("T")
 DAY = 86400
@@ -411,3 +411,85 @@ def _brief(value: Any) -> Any:
     if isinstance(value, dict) and "status" in value:
         return (value.get("id"), value.get("status"))
     return value
+
+
+class TestCheckout:
+    """A subscription-mode Checkout Session and the subscription it makes, linked both ways
+    whichever of their webhooks arrives first."""
+
+    def _session(self, stack: Stack, customer: str) -> dict[str, Any]:
+        body = {
+            "mode": "subscription",
+            "line_items": [{"price": "price_monthly", "quantity": 1}],
+            "customer": customer,
+            "subscription_data": {"trial_period_days": 7},
+            "success_url": "https://example.com/success",
+            "cancel_url": "https://example.com/cancel",
+        }
+        return ok(stack.api.post("/checkout-sessions", json=body))
+
+    def _complete(self, stack: Stack, session: str) -> str:
+        stack.controls(f"/_emulator/checkout/sessions/{session}/complete")
+        return str(stack.stripe.v1.checkout.sessions.retrieve(session).subscription)
+
+    def test_linked_both_ways_and_entitled(self, stack: Stack) -> None:
+        customer = customer_with(stack)
+        session = self._session(stack, customer)["id"]
+        sub = self._complete(stack, session)
+        mirrored = wait_for(
+            lambda: stack.api.get(f"/subscriptions/{sub}"),
+            lambda r: r.status_code == 200 and r.json()["checkout_session"] == session,
+        ).json()
+        assert (mirrored["status"], mirrored["customer"]) == ("trialing", customer)
+        assert ok(stack.api.get(f"/checkout-sessions/{session}"))["subscription"] == sub
+        listed = ok(stack.api.get("/subscriptions", params={"customer": customer}))
+        assert [(s["id"], s["checkout_session"]) for s in listed["data"]] == [(sub, session)]
+        product = stack.stripe.v1.prices.retrieve("price_monthly").product
+        assert [(e["product"], e["status"]) for e in entitled(stack, customer)["data"]] == [
+            (product, "trialing")
+        ]
+
+    def test_the_session_completing_late_still_links(self, stack: Stack) -> None:
+        customer = customer_with(stack)
+        session = self._session(stack, customer)["id"]
+        with fault(
+            stack, webhook="drop", event_type="checkout.session.completed", times=1
+        ) as dropped:
+            sub = self._complete(stack, session)
+            # The subscription is mirrored first; its session is not linked yet.
+            alone = wait_for(
+                lambda: stack.api.get(f"/subscriptions/{sub}"), lambda r: r.status_code == 200
+            ).json()
+            assert alone["checkout_session"] is None
+        assert dropped["id"]
+        # The session's completion, read now (as its redelivery would bring it), links them.
+        assert ok(stack.api.get(f"/checkout-sessions/{session}"))["subscription"] == sub
+        assert subscription(stack, sub)["checkout_session"] == session
+
+
+class TestTestClockCustomers:
+    def test_the_clock_is_passed_to_stripe(self, stack: Stack) -> None:
+        clock = new_clock(stack)
+        created = ok(stack.api.post("/customers", json={"test_clock": clock}))
+        assert created["test_clock"] == clock
+        assert stack.stripe.v1.customers.retrieve(created["id"]).test_clock == clock
+
+    def test_an_unknown_clock_is_stripes_refusal(self, stack: Stack) -> None:
+        email = f"clock-{uuid.uuid4().hex[:8]}@example.com"
+        response = stack.api.post(
+            "/customers", json={"email": email, "test_clock": "clock_missing"}
+        )
+        assert response.status_code in (400, 404), response.text
+        assert response.json()["error"]["param"] == "test_clock"
+        assert stack.rows("SELECT id FROM customers WHERE email = :e", e=email) == []
+
+    def test_a_live_key_refuses_a_clock_before_calling_stripe(self, stack: Stack) -> None:
+        email = f"live-{uuid.uuid4().hex[:8]}@example.com"
+        with extra_service(stack, STRIPE_SECRET_KEY="sk_live_service_tests_0123456789") as live:
+            response = live.post("/customers", json={"email": email, "test_clock": "clock_x"})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert (error["code"], error["param"]) == ("parameter_invalid", "test_clock")
+        assert "live" in error["message"]
+        assert stack.rows("SELECT id FROM customers WHERE email = :e", e=email) == []
+        assert stack.stripe.v1.customers.list(params={"email": email}).data == []
