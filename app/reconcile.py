@@ -462,5 +462,6 @@ async def _refresh(
         _row, changed = await mirror.record(session, kind, obj, if_changed=True)
     if changed:
         after = obj.get("status")
-        say(f"{obj['id']}: {before or 'missing'} -> {after} ({kind} refreshed from Stripe)")
-    return changed
+        why = f"{kind} refreshed from Stripe: {', '.join(changed)}"
+        say(f"{obj['id']}: {before or 'missing'} -> {after} ({why})")
+    return bool(changed)

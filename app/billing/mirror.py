@@ -182,13 +182,13 @@ async def _current(gateway: StripeGateway, kind: str, obj: dict[str, Any]) -> di
 
 async def record(
     session: AsyncSession, kind: str, obj: dict[str, Any], *, if_changed: bool = False
-) -> tuple[Row, bool]:
+) -> tuple[Row, list[str]]:
     """Store an object Stripe answered outside an event (an API answer, reconcile): the row and
-    whether what the mirror answers changed. A terminal row keeps its state; with `if_changed`,
-    a row that would answer the same is left as it is (its `event_created` too)."""
+    the fields the mirror now answers differently. A terminal row keeps its state; with
+    `if_changed`, a row that would answer the same is left as it is (its `event_created` too)."""
     row = await _locked(session, kind, obj["id"])
     if row is not None and not may_overwrite(kind, row.status):
-        return row, False
+        return row, []
     before = None if row is None else summary(row)
     if if_changed and row is not None:
         probe: Row = Subscription() if kind == "subscription" else Invoice()
@@ -196,41 +196,53 @@ async def record(
             _fill_subscription(probe, obj, 0)
         else:
             _fill_invoice(probe, obj)
-        if summary(probe) == before:
-            return row, False
+        if not changes(before, summary(probe)):
+            return row, []
     stored = await _store(session, kind, row, obj, None)
-    return stored, before != summary(stored)
+    return stored, changes(before, summary(stored))
 
 
-def summary(row: Row) -> tuple[Any, ...]:
+SUMMARY = {
+    "subscription": (
+        "status",
+        "customer",
+        "cancel_at_period_end",
+        "current_period_start",
+        "current_period_end",
+        "trial_end",
+        "canceled_at",
+        "ended_at",
+        "latest_invoice",
+        "default_payment_method",
+        "items",
+        "metadata_",
+    ),
+    "invoice": (
+        "status",
+        "customer",
+        "subscription",
+        "amount_due",
+        "amount_paid",
+        "amount_remaining",
+        "attempt_count",
+        "next_payment_attempt",
+        "hosted_invoice_url",
+    ),
+}
+
+
+def summary(row: Row) -> dict[str, Any]:
     """What the mirror answers of a row, to tell whether a write changed it (`data` holds
     fields that differ by representation only, such as a decimal amount's type)."""
-    if isinstance(row, Subscription):
-        return (
-            row.status,
-            row.customer,
-            row.cancel_at_period_end,
-            row.current_period_start,
-            row.current_period_end,
-            row.trial_end,
-            row.canceled_at,
-            row.ended_at,
-            row.latest_invoice,
-            row.default_payment_method,
-            row.items,
-            row.metadata_,
-        )
-    return (
-        row.status,
-        row.customer,
-        row.subscription,
-        row.amount_due,
-        row.amount_paid,
-        row.amount_remaining,
-        row.attempt_count,
-        row.next_payment_attempt,
-        row.hosted_invoice_url,
-    )
+    kind = "subscription" if isinstance(row, Subscription) else "invoice"
+    return {name.rstrip("_"): getattr(row, name) for name in SUMMARY[kind]}
+
+
+def changes(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
+    """The names of the fields that differ (all of them when there was no row)."""
+    if before is None:
+        return list(after)
+    return [name for name, value in after.items() if before.get(name) != value]
 
 
 async def status_of(session: AsyncSession, kind: str, stripe_id: str) -> str | None:
