@@ -17,6 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from app.billing.ordering import TERMINAL, Placement, may_overwrite, place
 from tests.fixtures.service import Stack, fault, run_app, sign_event
 
 NOW = int(time.time())
@@ -476,3 +477,69 @@ def _names(obj: dict[str, Any], ids: set[str]) -> bool:
     """Whether an event's object is, or belongs to, one of `ids`."""
     parent = ((obj.get("parent") or {}).get("subscription_details") or {}).get("subscription")
     return bool({obj.get("id"), obj.get("customer"), obj.get("invoice"), parent} & ids)
+
+
+class TestOrderingRule:
+    """app.billing.ordering alone, every case, no database."""
+
+    @pytest.mark.parametrize(
+        ("kind", "status", "row_created", "event_created", "placement"),
+        [
+            ("subscription", "active", 100, 101, "apply"),
+            ("subscription", "active", 100, 100, "refetch"),
+            ("subscription", "active", 100, 99, "stale"),
+            ("subscription", "active", None, 50, "refetch"),  # only an API answer wrote it
+            ("subscription", "active", 100, None, "refetch"),
+            ("subscription", "past_due", 100, 101, "apply"),
+            ("subscription", "canceled", 100, 101, "stale"),
+            ("subscription", "incomplete_expired", None, 101, "stale"),
+            ("invoice", "open", 100, 101, "apply"),
+            ("invoice", "uncollectible", 100, 101, "apply"),  # may still be paid
+            ("invoice", "paid", 100, 101, "stale"),
+            ("invoice", "void", None, 101, "stale"),
+            ("invoice", "draft", 100, 100, "refetch"),
+        ],
+    )
+    def test_place(
+        self,
+        kind: str,
+        status: str,
+        row_created: int | None,
+        event_created: int | None,
+        placement: str,
+    ) -> None:
+        assert place(kind, status, row_created, event_created) == Placement(placement)
+        assert may_overwrite(kind, status) is (status not in TERMINAL[kind])
+
+
+@pytest.mark.usefixtures("quiet_emulator")
+class TestApiWrittenRows:
+    def test_an_event_for_a_row_only_the_api_wrote_is_checked_against_stripe(
+        self, stack: Stack
+    ) -> None:
+        cus = stack.api.post("/customers", json={"payment_method": "pm_card_visa"}).json()["id"]
+        pm = stack.api.get(f"/customers/{cus}/payment-methods").json()["data"][0]["id"]
+        created = stack.api.post(
+            "/subscriptions",
+            json={
+                "customer": cus,
+                "items": [{"price": "price_monthly"}],
+                "default_payment_method": pm,
+            },
+        )
+        assert created.status_code == 200, created.text
+        sub = created.json()
+        assert sub_row(stack, sub["id"])["event_created"] is None
+        # An event claiming past_due: the row cannot place it, Stripe says active.
+        claim = {**sub, "status": "past_due"}
+        delivered(stack, event("customer.subscription.updated", claim, NOW + 100), "applied")
+        row = sub_row(stack, sub["id"])
+        assert (row["status"], row["event_created"], row["past_due_since"]) == (
+            "active",
+            NOW + 100,
+            None,
+        )
+        # A newer one is taken as it is.
+        delivered(stack, event("customer.subscription.updated", claim, NOW + 101), "applied")
+        row = sub_row(stack, sub["id"])
+        assert (row["status"], row["past_due_since"]) == ("past_due", NOW + 101)
