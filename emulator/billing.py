@@ -178,7 +178,7 @@ def follow_invoice_intent(ctx: Ctx, event: Obj) -> None:
     ):
         return
     invoice = invoicing.invoice_of_intent(ctx, event["data"]["object"])
-    if invoice is None or invoice["status"] != "open":
+    if invoice is None or invoice["status"] not in invoicing.PAYABLE:
         return
     if ctx.at is None:
         ctx = ctx.at_time(ctx.clock_time(invoice))
@@ -225,7 +225,7 @@ def on_payment_failed(ctx: Ctx, invoice: Obj) -> None:
         set_status(ctx, sub, "past_due")
     if not exhausted:
         return
-    if config.billing_invoice_after_retries == "uncollectible":
+    if config.billing_invoice_after_retries == "uncollectible" and invoice["status"] == "open":
         invoicing.mark_uncollectible(ctx, invoice)
     if sub["status"] in ENDED:
         return

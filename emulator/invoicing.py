@@ -27,6 +27,7 @@ from emulator.store import Obj
 HOUR = 3600
 DRAFT_SECONDS = HOUR  # a renewal invoice stays a draft about an hour before it is finalized
 INCLUDABLE = ("confirmation_secret", "payments")
+PAYABLE = ("open", "uncollectible")  # an uncollectible invoice can still be paid
 _DESCRIPTIONS = {
     "subscription_create": "Subscription creation",
     "subscription_cycle": "Subscription update",

@@ -94,9 +94,7 @@ def list_lines(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
 def _not_open(invoice: Obj, action: str) -> StripeError:
     if invoice["status"] == "paid":
         return invalid_request("Invoice is already paid.")
-    return invalid_request(
-        f"You can only {action} an open invoice; this invoice is {invoice['status']}."
-    )
+    return invalid_request(f"You cannot {action} this invoice: it is {invoice['status']}.")
 
 
 def pay_invoice(ctx: Ctx, invoice: Obj, payment_method: str | None) -> Obj:
@@ -104,7 +102,7 @@ def pay_invoice(ctx: Ctx, invoice: Obj, payment_method: str | None) -> Obj:
     the failed attempt is recorded."""
     if invoice["status"] == "draft":
         invoicing.finalize(ctx, invoice)
-    if invoice["status"] != "open":
+    if invoice["status"] not in invoicing.PAYABLE:
         raise _not_open(invoice, "pay")
     sub = billing.subscription_of(ctx, invoice)
     ref = payment_method or (billing.payment_method_of(ctx, sub) if sub else None)
@@ -143,7 +141,7 @@ def pay(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
                 code="resource_missing",
             )
     if params.get("paid_out_of_band"):
-        if invoice["status"] != "open":
+        if invoice["status"] not in invoicing.PAYABLE:
             raise _not_open(invoice, "pay")
         invoice["amount_paid_off_stripe"] = invoice["amount_remaining"]
         invoicing.settle_paid(ctx, invoice)

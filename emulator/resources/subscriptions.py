@@ -36,7 +36,6 @@ from emulator.store import Obj, paginate
 DAY = billing.DAY
 MAX_ITEMS = 20
 MAX_TRIAL_DAYS = 730
-period_end = billing.period_end
 _CREATE_PARAMS = frozenset(
     {
         "cancel_at_period_end",
@@ -141,7 +140,9 @@ def create_subscription(
     data = []
     for price, quantity in items:
         recurring = price["recurring"]
-        end = trial_end or period_end(now, recurring["interval"], recurring["interval_count"])
+        end = trial_end or billing.period_end(
+            now, recurring["interval"], recurring["interval_count"]
+        )
         data.append(_item(price, quantity, sub_id, now, end))
     amount = sum(int(price["unit_amount"] or 0) * quantity for price, quantity in items)
     status = (

@@ -27,6 +27,7 @@ from emulator.context import Ctx
 from emulator.errors import invalid_request, state_error
 from emulator.ids import new_id
 from emulator.objects import blank
+from emulator.resources.customers import DELETED
 from emulator.routing import router
 from emulator.store import Obj, paginate
 
@@ -34,12 +35,8 @@ OBJECT = "test_helpers.test_clock"
 LIFETIME = 30 * billing.DAY
 
 
-def _clock(ctx: Ctx, param: str = "test_clock") -> Obj:
-    return ctx.coll(OBJECT).get(ctx.path["test_clock"], param=param)
-
-
-def find_clock(ctx: Ctx, clock_id: str, param: str = "test_clock") -> Obj:
-    return ctx.coll(OBJECT).get(clock_id, param=param)
+def _clock(ctx: Ctx) -> Obj:
+    return ctx.coll(OBJECT).get(ctx.path["test_clock"], param="test_clock")
 
 
 @router.route("POST", "/v1/test_helpers/test_clocks", TestClockCreateParams)
@@ -85,7 +82,7 @@ def delete(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     for customer in list(ctx.coll("customer").by_id.values()):
         if customer["test_clock"] == clock["id"]:
             ctx.coll("customer").remove(customer["id"])
-            ctx.store.hidden_of(customer["id"])["deleted"] = True
+            ctx.store.hidden_of(customer["id"])[DELETED] = True
             at.emit("customer.deleted", customer)
     ctx.coll(OBJECT).remove(clock["id"])
     ctx.emit("test_helpers.test_clock.deleted", clock)
