@@ -280,6 +280,15 @@ async def adopt(session: AsyncSession, row: Subscription, sub: dict[str, Any]) -
     return found
 
 
+async def forget_draft(session: AsyncSession, invoice_id: str) -> bool:
+    """Remove a deleted draft invoice (one the mirror still holds as a draft, or never held);
+    whether anything went."""
+    result = await session.execute(
+        delete(Invoice).where(Invoice.stripe_id == invoice_id, Invoice.status == "draft")
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
 async def clock_now(session: AsyncSession, obj: dict[str, Any] | None = None) -> int:
     """Now, in unix seconds, for an object (a subscription) timed by a test clock: the clock's
     last known time; wall time for anything else (or a clock the service has not heard of)."""

@@ -5,7 +5,8 @@ Checkout, the Dashboard). The object's own state orders the deliveries (app.bill
 a duplicate never reaches here (the inbox), a stale event is recorded as `stale` and changes
 nothing, an event that cannot be placed makes the mirror read the object from Stripe.
 `invoice.upcoming` carries a preview with no id, and `invoice_payment.paid` a payment record:
-neither is an invoice to mirror (the invoice's own `invoice.paid` says it). Test clock events
+neither is an invoice to mirror (the invoice's own `invoice.paid` says it). A deleted draft
+invoice leaves the mirror. Test clock events
 keep the clock's time, the "now" of its customers' entitlements.
 """
 
@@ -85,4 +86,7 @@ async def apply(
     kind = "subscription" if event_type in SUBSCRIPTION_EVENTS else "invoice"
     if obj.get("object") != kind:
         return Outcome.IGNORED
+    if event_type == "invoice.deleted":
+        # Only a draft can be deleted, and it is gone for good.
+        return Outcome.APPLIED if await mirror.forget_draft(session, obj["id"]) else Outcome.STALE
     return _OUTCOMES[await mirror.apply_event(session, gateway, kind, obj, created)]

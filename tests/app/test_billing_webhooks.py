@@ -543,3 +543,19 @@ class TestApiWrittenRows:
         delivered(stack, event("customer.subscription.updated", claim, NOW + 101), "applied")
         row = sub_row(stack, sub["id"])
         assert (row["status"], row["past_due_since"]) == ("past_due", NOW + 101)
+
+
+@pytest.mark.usefixtures("quiet_emulator")
+class TestDeletedDrafts:
+    def test_a_deleted_draft_leaves_the_mirror(self, stack: Stack) -> None:
+        draft = invoice(customer=new_id("cus"), sub=new_id("sub"), status="draft")
+        delivered(stack, event("invoice.created", draft, NOW), "applied")
+        delivered(stack, event("invoice.deleted", draft, NOW + 1), "applied")
+        assert stack.rows("SELECT id FROM invoices WHERE stripe_id = :id", id=draft["id"]) == []
+        assert stack.api.get(f"/invoices/{draft['id']}").status_code == 404
+
+    def test_a_finalized_invoice_is_not_removed_by_a_stray_delete(self, stack: Stack) -> None:
+        inv = invoice(customer=new_id("cus"), sub=new_id("sub"), status="open")
+        delivered(stack, event("invoice.finalized", inv, NOW), "applied")
+        delivered(stack, event("invoice.deleted", {**inv, "status": "draft"}, NOW - 1), "stale")
+        assert inv_row(stack, inv["id"])["status"] == "open"
