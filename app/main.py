@@ -174,7 +174,9 @@ RETRY_AFTER = {
 # Operations whose body names other objects (a customer, a payment method, a price, an order):
 # an unknown one is a 404. Any operation with an id in its path can be a 404 too.
 NAMES_OBJECTS = frozenset(OUTCOME_KEPT)
-# Operations that confirm or attach a card, which Stripe may decline (402).
+# Operations that confirm or attach a card, which Stripe may decline (402); the decline of a
+# payment intent names its order.
+ORDER_PATHS = frozenset({"/payment-intents", "/payment-intents/{intent_id}/confirm"})
 DECLINES = frozenset(
     {
         ("post", "/payment-intents"),
@@ -242,6 +244,12 @@ def _error_example(method: str, path: str, status: int, calls_stripe: bool) -> A
         return WEBHOOK_EXAMPLES[status]
     if path in HEALTH_PATHS and status == 503:
         return DATABASE_UNAVAILABLE
+    if status == 402 and path not in ORDER_PATHS:
+        # A decline outside a payment intent (attaching a card, a subscription's first invoice)
+        # names no order.
+        error = dict(ERROR_EXAMPLES[402]["error"])
+        del error["order_id"]
+        return {"error": error}
     if status != 503:
         return ERROR_EXAMPLES[status]
     if not calls_stripe:

@@ -126,6 +126,7 @@ def _new_invoice(
     lines_period: tuple[int, int],
     *,
     trial: bool = False,
+    invoice_id: str | None = None,
 ) -> Obj:
     invoice = invoicing.create_invoice(
         ctx,
@@ -135,14 +136,16 @@ def _new_invoice(
         period_end=period[1],
         lines_period=lines_period,
         trial=trial,
+        invoice_id=invoice_id,
     )
     ctx.store.hidden_of(sub["id"]).setdefault("invoices", []).append(invoice["id"])
     return invoice
 
 
 def start(ctx: Ctx, sub: Obj, payment_behavior: str) -> Obj:
-    """The subscription's first invoice, made, finalized and (unless `default_incomplete`)
-    charged at once, as Stripe does at creation; a trial's is a paid $0 invoice."""
+    """The subscription's first invoice (under the id its `latest_invoice` already names),
+    made, finalized and (unless `default_incomplete`) charged at once, as Stripe does at
+    creation; a trial's is a paid $0 invoice."""
     now = ctx.now()
     item = sub["items"]["data"][0]
     trial = sub["status"] == "trialing"
@@ -153,6 +156,7 @@ def start(ctx: Ctx, sub: Obj, payment_behavior: str) -> Obj:
         (now, now),
         (item["current_period_start"], item["current_period_end"]),
         trial=trial,
+        invoice_id=sub["latest_invoice"],
     )
     sub["latest_invoice"] = invoice["id"]
     invoicing.finalize(ctx, invoice)

@@ -95,6 +95,7 @@ def create_invoice(
     period_end: int,
     lines_period: tuple[int, int],
     trial: bool = False,
+    invoice_id: str | None = None,
 ) -> Obj:
     """A draft invoice for the subscription's items over `lines_period`; emits `invoice.created`.
 
@@ -104,7 +105,7 @@ def create_invoice(
     invoice = build_invoice(
         ctx,
         sub,
-        new_id("in"),
+        invoice_id or new_id("in"),
         billing_reason=billing_reason,
         period_start=period_start,
         period_end=period_end,

@@ -179,7 +179,8 @@ def create_subscription(
             "total_count": len(data),
             "url": f"/v1/subscription_items?subscription={sub_id}",
         },
-        latest_invoice=None,
+        # Named before `customer.subscription.created` goes out, as Stripe's event shows it.
+        latest_invoice=new_id("in"),
         metadata=dict(metadata or {}),
         payment_settings={
             "payment_method_options": None,

@@ -30,6 +30,7 @@ STATUSES: dict[tuple[str, str], set[int]] = {
         400, 401, 402, 404, 409, 413, 500, 502, 503,
     },
     ("GET", "/customers/{customer_id}/payment-methods"): {400, 401, 404, 500, 502, 503},
+    ("GET", "/customers/{customer_id}/entitlements"): {400, 401, 404, 500, 503},
     ("POST", "/payment-intents"): {400, 401, 402, 404, 409, 413, 500, 502, 503},
     ("GET", "/payment-intents"): {400, 401, 500, 503},
     ("GET", "/payment-intents/search"): {400, 401, 500, 503},
@@ -47,6 +48,15 @@ STATUSES: dict[tuple[str, str], set[int]] = {
     ("GET", "/refunds/{refund_id}"): {400, 401, 404, 500, 502, 503},
     ("GET", "/orders/{order_id}"): {400, 401, 404, 500, 503},
     ("GET", "/orders"): {400, 401, 500, 503},
+    ("POST", "/subscriptions"): {400, 401, 402, 404, 409, 413, 500, 502, 503},
+    ("GET", "/subscriptions"): {400, 401, 500, 503},
+    ("GET", "/subscriptions/{subscription_id}"): {400, 401, 404, 500, 503},
+    ("POST", "/subscriptions/{subscription_id}"): {400, 401, 404, 409, 413, 500, 502, 503},
+    ("POST", "/subscriptions/{subscription_id}/cancel"): {
+        400, 401, 404, 409, 413, 500, 502, 503,
+    },
+    ("GET", "/invoices"): {400, 401, 500, 503},
+    ("GET", "/invoices/{invoice_id}"): {400, 401, 404, 500, 503},
     ("POST", "/api/create-payment-intent"): {400, 404, 409, 413, 429, 500, 502, 503},
     ("POST", "/webhooks/stripe"): {400, 409, 413, 500, 502, 503},
     ("GET", "/health"): {500, 503},
@@ -79,6 +89,7 @@ KEPT = {
     ("POST", "/checkout-sessions"): "order_id",
     ("POST", "/refunds"): "order_id",
     ("POST", "/customers"): "customer_row",
+    ("POST", "/subscriptions"): "subscription_row",
 }
 CONTENT_TYPES = {
     "script": "text/javascript",
@@ -197,7 +208,7 @@ class TestIdempotencyKey:
                 "before Stripe was called",
             ):
                 assert rule in rules, rule
-        assert posts == 11
+        assert posts == 14
 
 
 class TestErrorStatuses:
@@ -224,7 +235,8 @@ class TestErrorStatuses:
                 if status == "402":
                     assert error["type"] == "card_error"
                     assert error["decline_code"], where
-                    assert error["order_id"], where
+                    # Only a payment intent's decline names an order.
+                    assert ("order_id" in error) is path.startswith("/payment-intents"), where
                 if status in ("409", "429") or (status == "503" and path != "/health"):
                     assert "Retry-After" in response["headers"], where
                 if status == "503" and (method, path) in KEPT:

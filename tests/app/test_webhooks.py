@@ -169,7 +169,7 @@ class TestInbox:
         assert len(inbox(stack, evt["id"])) == 1
 
     def test_an_unknown_type_is_stored_as_ignored(self, stack: Stack) -> None:
-        evt = event("invoice.finalized", {"id": "in_test_1", "object": "invoice"})
+        evt = event("invoiceitem.created", {"id": "ii_test_1", "object": "invoiceitem"})
         response = deliver(stack, evt)
         assert response.status_code == 200, response.text
         assert response.json()["outcome"] == "ignored"

@@ -732,6 +732,8 @@ class TestCheckoutSubscription:
         assert [t for t in types if t in expected] == expected
         created = next(e for e in events if e["type"] == "customer.subscription.created")
         assert created["data"]["object"]["status"] == "active"
+        # Stripe's `created` event already names the first invoice (made in the same call).
+        assert created["data"]["object"]["latest_invoice"] == invoice_id
 
 
 class TestActionsAndPages:
