@@ -27,6 +27,12 @@ class TestCard:
     decline_code: str | None = None  # a decline at confirmation
     requires_action: bool = False  # 3-D Secure on every payment
     settles_later: bool = False  # emulator-only: the payment stays `processing` until settled
+    attaches: bool = False  # a declining card that still attaches (its charges decline later)
+
+    @property
+    def refused_on_attach(self) -> bool:
+        """Whether attaching it to a customer fails, as Stripe's card check does."""
+        return self.decline_code is not None and not self.attaches
 
     @property
     def token(self) -> str:
@@ -48,6 +54,14 @@ CARDS = (
         "4000000000009995",
         "visa",
         decline_code="insufficient_funds",
+    ),
+    # Attaching succeeds; every charge declines (a renewal that fails).
+    TestCard(
+        "chargeCustomerFail",
+        "4000000000000341",
+        "visa",
+        decline_code="generic_decline",
+        attaches=True,
     ),
     TestCard("authenticationRequired", "4000002760003184", "visa", requires_action=True),
     # Not a Stripe card: Stripe's cards never stay `processing`, this one does until the

@@ -21,6 +21,12 @@ class Config:
     webhook_retry_base_ms: int = 500
     webhook_max_attempts: int = 8
     webhook_timeout_s: float = 10.0
+    # Billing: days after a renewal's first failed payment at which it is retried, then what
+    # becomes of the subscription (`cancel`, `unpaid`, `past_due`) and of its invoice (`open`,
+    # `uncollectible`) once every retry failed: Stripe's "Manage failed payments" settings.
+    billing_retry_days: tuple[int, ...] = (3, 5, 7)
+    billing_after_retries: str = "cancel"
+    billing_invoice_after_retries: str = "open"
 
     @property
     def base_url(self) -> str:
@@ -70,7 +76,30 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument(
         "--webhook-max-attempts", type=int, default=int(_env("WEBHOOK_MAX_ATTEMPTS", "8"))
     )
+    parser.add_argument(
+        "--billing-retry-days",
+        default=_env("BILLING_RETRY_DAYS", "3,5,7"),
+        help="days after a failed renewal payment at which it is retried (comma-separated)",
+    )
+    parser.add_argument(
+        "--billing-after-retries",
+        choices=("cancel", "unpaid", "past_due"),
+        default=_env("BILLING_AFTER_RETRIES", "cancel"),
+        help="the subscription once every retry failed",
+    )
+    parser.add_argument(
+        "--billing-invoice-after-retries",
+        choices=("open", "uncollectible"),
+        default=_env("BILLING_INVOICE_AFTER_RETRIES", "open"),
+        help="the invoice once every retry failed",
+    )
     args = parser.parse_args(argv)
+    try:
+        retry_days = tuple(int(d) for d in args.billing_retry_days.split(",") if d.strip())
+    except ValueError:
+        parser.error("--billing-retry-days takes comma-separated whole days, e.g. 3,5,7")
+    if any(d < 1 for d in retry_days) or list(retry_days) != sorted(retry_days):
+        parser.error("--billing-retry-days takes increasing positive days, e.g. 3,5,7")
     return Config(
         host=args.host,
         port=args.port,
@@ -81,4 +110,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         public_url=args.public_url,
         webhook_retry_base_ms=args.webhook_retry_base_ms,
         webhook_max_attempts=args.webhook_max_attempts,
+        billing_retry_days=retry_days,
+        billing_after_retries=args.billing_after_retries,
+        billing_invoice_after_retries=args.billing_invoice_after_retries,
     )

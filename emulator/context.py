@@ -64,6 +64,8 @@ class Ctx:
     path: dict[str, str]
     request_id: str
     idempotency_key: str | None
+    # The simulated time this context acts at (billing over a test clock), else the emulator's.
+    at: int | None = None
 
     @property
     def store(self) -> Store:
@@ -73,14 +75,39 @@ class Ctx:
         return self.emu.store.collection(object_name)
 
     def now(self) -> int:
-        return self.emu.now()
+        return self.emu.now() if self.at is None else self.at
+
+    def at_time(self, at: int | None) -> Ctx:
+        """This request's context acting at `at` (None: the emulator's clock)."""
+        return Ctx(self.emu, self.path, self.request_id, self.idempotency_key, at)
+
+    def clock_time(self, obj: dict[str, Any]) -> int | None:
+        """The frozen time of the test clock `obj` lives on: its own `test_clock`, else its
+        customer's; None for an object on real time."""
+        clock_id = obj.get("test_clock")
+        if clock_id is None:
+            customer_id = obj.get("customer")
+            if isinstance(customer_id, str):
+                customer = self.emu.store.collection("customer").find(customer_id)
+                clock_id = customer.get("test_clock") if customer else None
+        if not isinstance(clock_id, str):
+            return None
+        clock = self.emu.store.collection("test_helpers.test_clock").find(clock_id)
+        return int(clock["frozen_time"]) if clock else None
 
     def emit(
         self, type_: str, obj: dict[str, Any], previous: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """Record an event (and queue its webhook deliveries) for a change this request made."""
+        """Record an event (and queue its webhook deliveries) for a change this request made,
+        stamped with the time it happened: the simulated time, or the object's test clock."""
+        created = self.at if self.at is not None else self.clock_time(obj)
         event = self.emu.events.emit(
-            type_, obj, previous, request_id=self.request_id, idempotency_key=self.idempotency_key
+            type_,
+            obj,
+            previous,
+            request_id=self.request_id,
+            idempotency_key=self.idempotency_key,
+            created=created,
         )
         for listener in self.emu.listeners:
             listener(self, event)

@@ -30,7 +30,10 @@ class Events:
         *,
         request_id: str | None = None,
         idempotency_key: str | None = None,
+        created: int | None = None,
     ) -> dict[str, Any]:
+        """Record and dispatch an event; `created` is the time it happened (a test clock's time
+        for a clocked customer's objects), the emulator's clock when omitted."""
         data: dict[str, Any] = {"object": orjson.loads(orjson.dumps(obj))}
         if previous:
             data["previous_attributes"] = previous
@@ -38,7 +41,7 @@ class Events:
             "event",
             id=new_id("evt"),
             api_version=API_VERSION,
-            created=self.now(),
+            created=self.now() if created is None else created,
             data=data,
             pending_webhooks=0,
             request={"id": request_id, "idempotency_key": idempotency_key},

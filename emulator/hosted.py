@@ -130,3 +130,41 @@ def message_page(title: str, text: str, link: tuple[str, str] | None = None) -> 
         href, label = link
         extra = f'<a class="cancel" href="{escape(href)}">{escape(label)}</a>'
     return _document(title, f'<h1>{escape(title)}</h1><p class="muted">{escape(text)}</p>{extra}')
+
+
+def invoice_page(invoice: dict[str, Any], *, error: str | None = None) -> bytes:
+    """An invoice's hosted page: its lines and amount due, and (while open) the test cards to
+    pay it with; posts back to `/_emulator/invoices/{id}/pay`."""
+    currency = invoice["currency"]
+    rows = [
+        f"<tr><td>{escape(line['description'] or '')}</td>"
+        f'<td class="amount">{escape(format_amount(line["amount"], currency))}</td></tr>'
+        for line in invoice["lines"]["data"]
+    ]
+    rows.append(
+        '<tr class="total"><td>Amount due</td>'
+        f'<td class="amount">{escape(format_amount(invoice["amount_remaining"], currency))}</td>'
+        "</tr>"
+    )
+    number = invoice["number"] or invoice["id"]
+    status = invoice["status"]
+    messages = f'<div class="error" role="alert">{escape(error)}</div>' if error else ""
+    if status == "open":
+        options = "".join(
+            f'<option value="{escape(token)}">{escape(label)}</option>'
+            for token, label in CARD_CHOICES
+        )
+        action = (
+            f'<form method="post" action="/_emulator/invoices/{escape(invoice["id"])}/pay">'
+            '<label for="payment_method">Test card</label>'
+            f'<select id="payment_method" name="payment_method">{options}</select>'
+            '<button type="submit">Pay invoice</button></form>'
+        )
+    else:
+        action = f'<div class="notice">This invoice is {escape(status)}.</div>'
+    body = (
+        f'<h1>Invoice {escape(number)}<span class="badge">TEST MODE</span></h1>'
+        f'<div class="muted">{escape(invoice["customer_email"] or "")}</div>'
+        f"<table>{''.join(rows)}</table>{messages}{action}"
+    )
+    return _document(f"Invoice {number}", body)

@@ -81,6 +81,17 @@ FIELDS: dict[str, dict[str, FieldType]] = {
         "url": "string",
     },
     "subscription": {"created": "numeric", "metadata": "token", "status": "token"},
+    "invoice": {
+        "created": "numeric",
+        "currency": "token",
+        "customer": "string",
+        "metadata": "token",
+        "number": "string",
+        "receipt_number": "string",
+        "status": "string",
+        "subscription": "string",
+        "total": "numeric",
+    },
 }
 
 
@@ -92,9 +103,16 @@ def _charge_refunded(charge: Obj) -> str | None:
     return "false" if charge.get("amount_refunded") else None
 
 
+def _invoice_subscription(invoice: Obj) -> Any:
+    """An invoice's `subscription`, which this API version moved under `parent`."""
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    return details.get("subscription")
+
+
 # Fields whose searched value is not the object's attribute of that name.
 _DERIVED: dict[tuple[str, str], Callable[[Obj], Any]] = {
     ("charge", "refunded"): _charge_refunded,
+    ("invoice", "subscription"): _invoice_subscription,
 }
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {

@@ -79,9 +79,13 @@ class Collection:
 # The id prefix of every object type the emulator stores, for looking an id up by its shape.
 PREFIXES = {
     "ch": "charge",
+    "clock": "test_helpers.test_clock",
     "cs": "checkout.session",
     "cus": "customer",
     "evt": "event",
+    "il": "line_item",
+    "in": "invoice",
+    "inpay": "invoice_payment",
     "li": "item",
     "pi": "payment_intent",
     "pm": "payment_method",

@@ -6,6 +6,7 @@ from emulator.resources import (
     controls,
     customers,
     events,
+    invoices,
     payment_intents,
     payment_methods,
     prices,
@@ -13,6 +14,7 @@ from emulator.resources import (
     refunds,
     setup_intents,
     subscriptions,
+    test_clocks,
     webhook_endpoints,
 )
 
@@ -22,6 +24,7 @@ __all__ = [
     "controls",
     "customers",
     "events",
+    "invoices",
     "payment_intents",
     "payment_methods",
     "prices",
@@ -29,5 +32,6 @@ __all__ = [
     "refunds",
     "setup_intents",
     "subscriptions",
+    "test_clocks",
     "webhook_endpoints",
 ]

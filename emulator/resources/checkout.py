@@ -724,7 +724,13 @@ def _subscribe(ctx: Ctx, session: Obj, customer: Obj, pm: Obj, data: dict[str, A
         description=data.get("description"),
     )
     session["subscription"] = sub["id"]
-    _finish(ctx, session, "paid" if session["amount_total"] else "no_payment_required")
+    session["invoice"] = sub["latest_invoice"]
+    invoice = ctx.coll("invoice").find(sub["latest_invoice"] or "")
+    if invoice is not None and invoice["amount_due"] and invoice["status"] != "paid":
+        status = "unpaid"  # a card that needs 3-D Secure: the first invoice awaits it
+    else:
+        status = "paid" if session["amount_total"] else "no_payment_required"
+    _finish(ctx, session, status)
 
 
 # The PaymentIntent parameters `payment_intent_data` passes through unchanged.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from emulator import billing
 from emulator.context import Ctx
 from emulator.errors import invalid_request, not_found
 from emulator.routing import router
@@ -49,11 +50,13 @@ def reset(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
 
 @router.route("POST", "/_emulator/clock", body="json")
 def advance_clock(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
-    """Move the emulator's clock forward by `advance_seconds` (idempotency expiry, `created`)."""
+    """Move the emulator's clock forward by `advance_seconds` (idempotency expiry, `created`),
+    running the billing that falls due meanwhile for subscriptions not on a test clock."""
     seconds = params.get("advance_seconds")
     if not isinstance(seconds, int) or seconds < 0:
         raise invalid_request("advance_seconds must be a non-negative integer.")
     ctx.emu.clock_offset += seconds
+    billing.advance(ctx, None, ctx.now())
     return {"now": ctx.now(), "offset": ctx.emu.clock_offset}
 
 

@@ -112,8 +112,6 @@ def _apply(ctx: Ctx, customer: dict[str, Any], params: dict[str, Any]) -> None:
             "letters and numbers.",
             param="invoice_prefix",
         )
-    if params.get("test_clock"):
-        raise not_found("test_clock", params["test_clock"], param="test_clock")
     for field in ("email", "name", "phone", "description"):
         if field in params:
             customer[field] = _text(params[field])
@@ -184,7 +182,14 @@ def _refuse_sources(params: dict[str, Any]) -> None:
 def create(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     _refuse_sources(params)
     _check_email(params.get("email"))
+    clock = None
+    if params.get("test_clock"):
+        clock = ctx.coll("test_helpers.test_clock").find(params["test_clock"])
+        if clock is None:
+            raise not_found("test_clock", params["test_clock"], param="test_clock")
+        ctx = ctx.at_time(clock["frozen_time"])  # the customer lives on the clock's time
     customer = new_customer(new_id("cus", 14), ctx.now())
+    customer["test_clock"] = clock["id"] if clock else None
     metadata = checked(params.get("metadata"))
     pm = None
     ref = params.get("payment_method")
@@ -221,7 +226,7 @@ def _check_attachable(ctx: Ctx, pm: dict[str, Any]) -> None:
             "The payment method you provided has already been attached to a customer."
         )
     card = cards.card_of(ctx, pm)
-    if card.decline_code is not None:
+    if card.refused_on_attach:
         raise cards.card_error(card)
 
 

@@ -329,7 +329,7 @@ def attach_checked(ctx: Ctx, pm: dict[str, Any], customer_id: str) -> dict[str, 
             param="payment_method",
         )
     card = cards.card_of(ctx, pm)
-    if card.decline_code is not None:
+    if card.refused_on_attach:
         raise cards.card_error(card)
     return attach_payment_method(ctx, pm, customer_id)
 

@@ -548,7 +548,12 @@ class TestCompleteOtherModes:
         item = sub["items"].data[0]
         assert item.price.id == "price_monthly"
         assert item.current_period_end == sub.trial_end
-        assert sub.latest_invoice is None
+        # A trial's first invoice: $0, paid at once (the session's `invoice`).
+        assert isinstance(sub.latest_invoice, str)
+        assert done.invoice == sub.latest_invoice
+        invoice = client.v1.invoices.retrieve(sub.latest_invoice)
+        assert (invoice.status, invoice.amount_due) == ("paid", 0)
+        assert invoice.billing_reason == "subscription_create"
         assert isinstance(sub.default_payment_method, str)
         pm = client.v1.payment_methods.retrieve(sub.default_payment_method)
         assert pm.customer == "cus_123"
@@ -576,6 +581,15 @@ class TestCompleteOtherModes:
         sub = client.v1.subscriptions.retrieve(done.subscription)
         assert sub.status == "active"
         assert sub["items"].data[0].quantity == 2
+        # The first invoice is paid with the session's card.
+        assert done.invoice == sub.latest_invoice
+        invoice = client.v1.invoices.retrieve(str(done.invoice), params={"expand": ["payments"]})
+        assert (invoice.status, invoice.amount_paid) == ("paid", 5800)
+        pi = client.v1.payment_intents.retrieve(
+            str(invoice.payments.data[0].payment.payment_intent)
+        )
+        assert pi.status == "succeeded"
+        assert pi.payment_method == sub.default_payment_method
 
     def test_setup(
         self, client: stripe.StripeClient, controls: httpx.Client, webhooks: WebhookReceiver
