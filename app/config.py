@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # its `created`, it is stored as `unmatched`, acknowledged, and listed by `audit`.
     webhook_unmatched_after_seconds: int = Field(default=600, ge=0)
     idempotency_ttl_seconds: int = 24 * 60 * 60
+    # How long a `past_due` subscription still entitles its customer, from the moment it went
+    # past due (on its test clock's time, if it has one): 0, not at all.
+    subscription_grace_seconds: int = Field(default=0, ge=0)
     # Requests per client IP on the public endpoint: "<n>/<second|minute|hour|day>", or "off".
     public_rate_limit: str = "60/minute"
     # Shared counters for the rate limit across replicas (redis://…); in process memory without.
@@ -137,6 +140,11 @@ class Settings(BaseSettings):
     @property
     def sandbox(self) -> bool:
         return self.stripe_secret_key is None
+
+    @property
+    def live(self) -> bool:
+        """Whether the Stripe key moves real money (`sk_live_…`, `rk_live_…`)."""
+        return self.stripe_key.startswith(("sk_live_", "rk_live_"))
 
     @cached_property
     def stripe_key(self) -> str:

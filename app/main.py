@@ -21,6 +21,7 @@ from app.db import create_engine, create_sessionmaker
 from app.demo.router import router as demo
 from app.health import router as health
 from app.idempotency import IdempotencyMiddleware
+from app.invoices.router import router as invoices
 from app.liveness import Holder
 from app.log import configure_logging
 from app.observability import Metrics, ObservabilityMiddleware, current_metrics
@@ -31,11 +32,14 @@ from app.refunds.router import router as refunds
 from app.security import SecurityMiddleware, make_rate_limiter
 from app.startup import log_banner
 from app.stripe_gateway import StripeGateway
+from app.subscriptions.router import router as subscriptions
 from app.webhooks.router import router as webhooks
 
 DESCRIPTION = """
 Payments in front of Stripe: customers, payment intents, checkout sessions and refunds, with an
-order kept for every payment and moved through its lifecycle by Stripe's webhooks.
+order kept for every payment and moved through its lifecycle by Stripe's webhooks; subscriptions
+and invoices mirrored from Stripe Billing, so that what a customer is entitled to is answered
+without calling Stripe.
 
 Authenticate with `Authorization: Bearer <API key>` (the keys in `API_KEYS`). Every POST accepts
 an `Idempotency-Key` header. Errors share one envelope:
@@ -141,8 +145,13 @@ OUTCOME_KEPT = {
     ("post", "/checkout-sessions"): "order_id",
     ("post", "/refunds"): "order_id",
     ("post", PUBLIC_PATH): "order_id",
+    ("post", "/subscriptions"): "subscription_row",
 }
-KEPT_EXAMPLES: dict[str, Any] = {"order_id": "ord_x6Yt0qJk3mZp9sLwQe2R", "customer_row": 42}
+KEPT_EXAMPLES: dict[str, Any] = {
+    "order_id": "ord_x6Yt0qJk3mZp9sLwQe2R",
+    "customer_row": 42,
+    "subscription_row": 42,
+}
 WEBHOOK_EXAMPLES = {
     400: _envelope(
         "invalid_request_error",
@@ -171,8 +180,21 @@ DECLINES = frozenset(
         ("post", "/payment-intents"),
         ("post", "/payment-intents/{intent_id}/confirm"),
         ("post", "/customers/{customer_id}/payment-methods"),
+        ("post", "/subscriptions"),
     }
 )
+TAGS = [
+    {"name": "customers", "description": "Customers on Stripe, and what each is entitled to."},
+    {"name": "payment intents", "description": "One-off payments, each paying an order."},
+    {"name": "checkout sessions", "description": "Stripe-hosted payment and subscription pages."},
+    {"name": "refunds", "description": "Money back on a paid order."},
+    {"name": "orders", "description": "The service's record of every payment."},
+    {
+        "name": "subscriptions",
+        "description": "Recurring billing on Stripe, mirrored locally from its webhooks.",
+    },
+    {"name": "invoices", "description": "Stripe's invoices, mirrored locally from its webhooks."},
+]
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -252,7 +274,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     spec = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        tags=_tags(app),
     )
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
@@ -281,6 +307,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     response["headers"] = RETRY_AFTER
     app.openapi_schema = spec
     return spec
+
+
+def _tags(app: FastAPI) -> list[dict[str, Any]]:
+    """TAGS described, in their order, and any other tag the routes use after them."""
+    used = {tag for route in app.routes for tag in getattr(route, "tags", [])}
+    described = [tag for tag in TAGS if tag["name"] in used]
+    named = {tag["name"] for tag in described}
+    return described + [{"name": name} for name in sorted(used - named)]
 
 
 def _tune_gc() -> None:
@@ -347,6 +381,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         customers,
         payment_intents,
         checkout_sessions,
+        subscriptions,
+        invoices,
         refunds,
         orders,
         public,

@@ -22,6 +22,11 @@ run on a schedule next to the live service and its webhooks:
    intent does not show: refunds, Checkout Sessions completed or expired. An event whose order
    does not exist here is stored as `unmatched` once old enough (see the handlers), else skipped.
 
+4. Billing: every subscription of the account (`status=all`) as Stripe has it now, recorded
+   where the mirror differs (or lacks it), and the invoices of every subscription not ended,
+   through the webhooks' own recording function (app.billing.mirror). Run after the events, so
+   what it records is the newest state.
+
 It prints one line per change (`ord_…: from -> to (why)`: a status move, or a payment intent
 linked or amounts changed; `pi_…: orphan …`) and a summary, and exits 1 if any item failed or a
 captured orphan was found. `--metrics-file` writes the summary's counts in Prometheus's text
@@ -39,9 +44,11 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from stripe.params import PaymentIntentCancelParams, PaymentIntentListParams
+from stripe.params import InvoiceListParams, PaymentIntentCancelParams, PaymentIntentListParams
 
 from app.batch import connected
+from app.billing import mirror
+from app.billing.ordering import TERMINAL
 from app.config import Settings
 from app.errors import AppError
 from app.models import Order, OrderHistory, OrderStatus, WebhookEvent
@@ -81,6 +88,10 @@ class Report:
     events_listed: int = 0
     events_applied: int = 0
     events_skipped: int = 0
+    subscriptions_listed: int = 0
+    subscriptions_refreshed: int = 0
+    invoices_listed: int = 0
+    invoices_refreshed: int = 0
     errors: int = 0
     lines: list[str] = field(default_factory=list)
 
@@ -98,7 +109,9 @@ class Report:
             f"{self.orphans_canceled} canceled, {self.orphans_captured} captured, "
             f"{self.orphans_processing} processing; {self.events_listed} events listed, "
             f"{self.events_applied} new to the inbox applied, {self.events_skipped} skipped (no "
-            f"such order yet); {self.errors} errors"
+            f"such order yet); {self.subscriptions_listed} subscriptions listed, "
+            f"{self.subscriptions_refreshed} refreshed; {self.invoices_listed} invoices listed, "
+            f"{self.invoices_refreshed} refreshed; {self.errors} errors"
         )
 
     def counts(self) -> dict[str, int]:
@@ -127,6 +140,7 @@ async def reconcile(
         await _orders(sessionmaker, gateway, min_age_seconds, report, say)
         await _orphans(sessionmaker, gateway, min_age_seconds, since_days, report, say)
         await _events(sessionmaker, gateway, since_days, report, say)
+        await _billing(sessionmaker, gateway, report, say)
     say(report.summary())
     return report
 
@@ -402,3 +416,51 @@ async def _apply_event(
     report.changes += len(applied.moves)
     for line in applied.moves:
         say(line)
+
+
+# Billing ------------------------------------------------------------------------------------
+
+
+async def _billing(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    report: Report,
+    say: Callable[[str], None],
+) -> None:
+    """Record every subscription, and the invoices of those not ended, where the mirror differs."""
+    open_subscriptions: list[str] = []
+    try:
+        async for listed in gateway.list_subscriptions({"status": "all", "limit": PAGE}):
+            report.subscriptions_listed += 1
+            subscription = listed.to_dict()
+            if subscription.get("status") not in TERMINAL["subscription"]:
+                open_subscriptions.append(subscription["id"])
+            if await _refresh(sessionmaker, "subscription", subscription, say):
+                report.subscriptions_refreshed += 1
+                report.changes += 1
+        for subscription_id in open_subscriptions:
+            params: InvoiceListParams = {"subscription": subscription_id, "limit": PAGE}
+            async for invoice in gateway.list_invoices(params):
+                report.invoices_listed += 1
+                if await _refresh(sessionmaker, "invoice", invoice.to_dict(), say):
+                    report.invoices_refreshed += 1
+                    report.changes += 1
+    except AppError as exc:
+        report.errors += 1
+        say(f"billing: failed: {exc.code}: {exc.message}")
+
+
+async def _refresh(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    kind: str,
+    obj: dict[str, Any],
+    say: Callable[[str], None],
+) -> bool:
+    """Record `obj` in its own transaction; whether the mirror changed (a line says how)."""
+    async with sessionmaker() as session, session.begin():
+        before = await mirror.status_of(session, kind, obj["id"])
+        _row, changed = await mirror.record(session, kind, obj)
+    if changed:
+        after = obj.get("status")
+        say(f"{obj['id']}: {before or 'missing'} -> {after} ({kind} refreshed from Stripe)")
+    return changed

@@ -38,6 +38,7 @@ from stripe.params import (
     CustomerListParams,
     CustomerUpdateParams,
     EventListParams,
+    InvoiceListParams,
     PaymentIntentCancelParams,
     PaymentIntentCaptureParams,
     PaymentIntentConfirmParams,
@@ -47,6 +48,10 @@ from stripe.params import (
     PaymentMethodAttachParams,
     PriceListParams,
     RefundCreateParams,
+    SubscriptionCancelParams,
+    SubscriptionCreateParams,
+    SubscriptionListParams,
+    SubscriptionUpdateParams,
     WebhookEndpointCreateParams,
     WebhookEndpointListParams,
 )
@@ -354,6 +359,68 @@ class StripeGateway:
         return await self._read(
             "refund.retrieve", lambda: self.client.v1.refunds.retrieve_async(refund_id)
         )
+
+    # Subscriptions and invoices -------------------------------------------------------------
+
+    async def create_subscription(
+        self, params: SubscriptionCreateParams, idempotency_key: str
+    ) -> stripe.Subscription:
+        return await self._write(
+            "subscription.create",
+            lambda: self.client.v1.subscriptions.create_async(
+                params, {"idempotency_key": idempotency_key}
+            ),
+        )
+
+    async def retrieve_subscription(
+        self, subscription_id: str, expand: list[str] | None = None
+    ) -> stripe.Subscription:
+        return await self._read(
+            "subscription.retrieve",
+            lambda: self.client.v1.subscriptions.retrieve_async(
+                subscription_id, {"expand": expand} if expand else None
+            ),
+        )
+
+    async def update_subscription(
+        self, subscription_id: str, params: SubscriptionUpdateParams, idempotency_key: str
+    ) -> stripe.Subscription:
+        return await self._write(
+            "subscription.update",
+            lambda: self.client.v1.subscriptions.update_async(
+                subscription_id, params, {"idempotency_key": idempotency_key}
+            ),
+        )
+
+    async def cancel_subscription(
+        self, subscription_id: str, params: SubscriptionCancelParams, idempotency_key: str
+    ) -> stripe.Subscription:
+        return await self._write(
+            "subscription.cancel",
+            lambda: self.client.v1.subscriptions.cancel_async(
+                subscription_id, params, {"idempotency_key": idempotency_key}
+            ),
+        )
+
+    async def list_subscriptions(
+        self, params: SubscriptionListParams
+    ) -> AsyncIterator[stripe.Subscription]:
+        """Every subscription matching `params`, newest first, one page request at a time."""
+        pages = self.client.v1.subscriptions.list_async
+        async for subscription in self._every("subscription.list", pages, params):
+            yield subscription
+
+    async def retrieve_invoice(self, invoice_id: str) -> stripe.Invoice:
+        return await self._read(
+            "invoice.retrieve", lambda: self.client.v1.invoices.retrieve_async(invoice_id)
+        )
+
+    async def list_invoices(self, params: InvoiceListParams) -> AsyncIterator[stripe.Invoice]:
+        """Every invoice matching `params`, newest first, one page request at a time."""
+        async for invoice in self._every(
+            "invoice.list", self.client.v1.invoices.list_async, params
+        ):
+            yield invoice
 
     # Events ---------------------------------------------------------------------------------
 

@@ -81,7 +81,7 @@ async def get_checkout_session(
     `customer`, `payment_intent`, `subscription`, `setup_intent`) included in full. Sessions
     not created through this service are 404."""
     outcome = await service.get_checkout_session(session, stripe, session_id, list(expand or []))
-    return CheckoutSessionRead.of(outcome.checkout, outcome.order_id)
+    return CheckoutSessionRead.of(outcome.checkout, outcome.order_id, outcome.subscription)
 
 
 @router.post(

@@ -179,7 +179,17 @@ class CheckoutSessionRead(BaseModel):
     currency: str | None = None
     metadata: dict[str, str] | None = None
     order_id: str | None = Field(description="The service's order, or null without one.")
+    subscription: str | dict[str, Any] | None = Field(
+        default=None,
+        description="Subscription mode: the subscription the completed session made (`sub_…`; "
+        "an object when expanded), else null.",
+    )
 
     @classmethod
-    def of(cls, checkout: dict[str, Any], order_id: str | None) -> CheckoutSessionRead:
-        return cls.model_validate({**checkout, "order_id": order_id})
+    def of(
+        cls, checkout: dict[str, Any], order_id: str | None, subscription: str | None = None
+    ) -> CheckoutSessionRead:
+        """`subscription`: the one the service's mirror links to the session, shown when
+        Stripe's answer has none."""
+        linked = checkout.get("subscription") or subscription
+        return cls.model_validate({**checkout, "order_id": order_id, "subscription": linked})

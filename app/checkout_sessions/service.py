@@ -84,6 +84,8 @@ AS_GIVEN = ("mode", "success_url", "cancel_url", "client_reference_id", "custome
 class Outcome:
     checkout: dict[str, Any]
     order_id: str | None
+    # The subscription the session's mirror links it to (subscription mode, once completed).
+    subscription: str | None = None
 
 
 @dataclass(frozen=True)
@@ -415,7 +417,7 @@ async def get_checkout_session(
     order = await _order_of(session, row)
     checkout = (await stripe.retrieve_checkout_session(session_id, expand)).to_dict()
     await record_checkout_session(session, order, checkout)
-    return Outcome(checkout, row.order_id)
+    return Outcome(checkout, row.order_id, row.subscription)
 
 
 async def expire_checkout_session(

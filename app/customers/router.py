@@ -7,17 +7,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from app.auth import Caller
+from app.billing.entitlements import customer_entitlements
 from app.customers import service
 from app.customers.schemas import (
     CustomerCreate,
     CustomerList,
     CustomerRead,
     CustomerUpdate,
+    EntitlementList,
+    EntitlementRead,
     PaymentMethodAttach,
     PaymentMethodList,
     PaymentMethodRead,
 )
 from app.db import Session, Sessions
+from app.errors import NotFound
 from app.stripe_gateway import Gateway
 
 router = APIRouter(prefix="/customers", tags=["customers"])
@@ -40,13 +44,21 @@ async def create_customer(
     `metadata`, `address`, `shipping`, `payment_method`, `invoice_settings`…) and answers with
     Stripe's Customer object; its `id` (`cus_…`) is the id to use on every other customer call.
 
+    `test_clock` (test mode and the sandbox only) runs the customer's subscriptions on a Stripe
+    test clock, so billing can be driven over simulated time.
+
     Send an `Idempotency-Key` header: if Stripe's answer is lost (503 `stripe_outcome_unknown`),
     the same request with the same key answers with the customer Stripe made, never a second
     one. The same key with other parameters is refused (400 `idempotency_key_reused`).
     """
     key = (request.headers.get("idempotency-key") or "").strip() or None
     customer = await service.create_customer(
-        sessions, stripe, body, caller=caller, idempotency_key=key
+        sessions,
+        stripe,
+        body,
+        caller=caller,
+        idempotency_key=key,
+        live=request.app.state.settings.live,
     )
     return CustomerRead.model_validate(customer)
 
@@ -120,4 +132,36 @@ async def list_payment_methods(
         data=[PaymentMethodRead.model_validate(pm) for pm in listed["data"]],
         has_more=bool(listed.get("has_more")),
         url=f"/customers/{customer_id}/payment-methods",
+    )
+
+
+@router.get(
+    "/{customer_id}/entitlements",
+    summary="What a customer is entitled to now",
+    response_model=EntitlementList,
+)
+async def get_entitlements(
+    customer_id: str, request: Request, session: Session, caller: Caller
+) -> EntitlementList:
+    """Each product the customer may use now, with the subscription that entitles it, its
+    status and `until` (the end of its current period). Answered from the service's database
+    alone, without calling Stripe: cheap enough to ask on every request of the customer's.
+
+    `active` and `trialing` subscriptions entitle, whatever their period end says: Stripe moves
+    the status when a period renews or a payment fails, and the webhooks bring it here (a
+    webhook missed is caught by `python -m app reconcile`). A `past_due` subscription entitles
+    only for `SUBSCRIPTION_GRACE_SECONDS` (default 0: not at all) from the moment it went past
+    due. For a customer on a Stripe test clock, "now" is the clock's time (`as_of`).
+
+    Any customer of the Stripe account with a subscription is known, however it subscribed
+    (here or through Checkout); a customer the service has never seen is 404."""
+    grace: int = request.app.state.settings.subscription_grace_seconds
+    found = await customer_entitlements(session, customer_id, grace)
+    if found is None:
+        raise NotFound(f"No such customer: '{customer_id}'", param="id")
+    as_of, entitlements = found
+    return EntitlementList(
+        customer=customer_id,
+        as_of=as_of,
+        data=[EntitlementRead.model_validate(e, from_attributes=True) for e in entitlements],
     )

@@ -62,6 +62,14 @@ class CustomerCreate(_CustomerFields):
         max_length=255,
         description="A payment method (or test token) to attach at creation.",
     )
+    test_clock: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="A test clock (`clock_…`) to run the customer's subscriptions on simulated "
+        "time. Test mode and the sandbox only: refused with a live key.",
+        examples=["clock_1MsKZ6LkdIwHu7ix"],
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -138,3 +146,23 @@ class PaymentMethodList(BaseModel):
     data: list[PaymentMethodRead]
     has_more: bool
     url: str
+
+
+class EntitlementRead(BaseModel):
+    product: str = Field(description="The product (`prod_…`) the customer may use.")
+    subscription: str = Field(description="The subscription that entitles it (`sub_…`).")
+    status: Literal["active", "trialing", "past_due"]
+    until: int | None = Field(
+        description="The end of the subscription's current period (unix seconds): it renews "
+        "then, or ends if it is set to cancel at the period's end."
+    )
+
+
+class EntitlementList(BaseModel):
+    object: Literal["list"] = "list"
+    customer: str
+    as_of: int = Field(
+        description="The moment judged (unix seconds): the customer's test clock time if its "
+        "subscriptions run on one, else now."
+    )
+    data: list[EntitlementRead]

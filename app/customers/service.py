@@ -58,9 +58,18 @@ async def create_customer(
     *,
     caller: str,
     idempotency_key: str | None = None,
+    live: bool = False,
 ) -> dict[str, Any]:
     """Commit the row (or find the one this caller's `idempotency_key` made), create the
-    customer on Stripe and record it, each committed here."""
+    customer on Stripe and record it, each committed here. A test clock with a `live` key is
+    refused before anything is written."""
+    if body.test_clock is not None and live:
+        raise InvalidRequest(
+            "test_clock: test clocks exist in test mode only; this service runs with a live "
+            "Stripe key.",
+            code="parameter_invalid",
+            param="test_clock",
+        )
     params = body.model_dump(exclude_unset=True, exclude_none=True)
     row_id, stripe_id = await _committed_row(sessions, body, params, caller, idempotency_key)
     if stripe_id is not None:

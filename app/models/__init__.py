@@ -1,6 +1,7 @@
 """SQLAlchemy models, one module per table family; importing this registers them all."""
 
 from app.models.base import Base
+from app.models.billing import Invoice, SimulatedClock, Subscription
 from app.models.infrastructure import IdempotencyKey, WebhookEvent
 from app.models.order import Order, OrderHistory, OrderStatus
 from app.models.stripe_objects import (
@@ -16,11 +17,14 @@ __all__ = [
     "CheckoutSession",
     "Customer",
     "IdempotencyKey",
+    "Invoice",
     "Order",
     "OrderHistory",
     "OrderStatus",
     "PaymentIntent",
     "Refund",
     "RefundRequest",
+    "SimulatedClock",
+    "Subscription",
     "WebhookEvent",
 ]

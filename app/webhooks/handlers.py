@@ -49,7 +49,7 @@ from app.orders.service import (
 )
 from app.orders.state import Decision, status_for_payment_intent
 from app.stripe_gateway import StripeGateway
-from app.webhooks import fast_path
+from app.webhooks import billing, fast_path
 from app.webhooks.inbox import (
     LOCK_WAIT_MS,
     PAYMENT_INTENT_EVENTS,
@@ -315,6 +315,16 @@ async def checkout_session_event(event: Event) -> Result:
     return Result(outcome_of(decision), order.id)
 
 
+# Subscriptions, invoices, test clocks -------------------------------------------------------
+
+
+async def billing_event(event: Event) -> Result:
+    """Mirrored whoever made the object; no order is involved (app.webhooks.billing)."""
+    return Result(
+        await billing.apply(event.session, event.gateway, event.type, event.object, event.created)
+    )
+
+
 # Everything else ----------------------------------------------------------------------------
 
 
@@ -331,6 +341,7 @@ HANDLERS: dict[str, Handler] = {
         f"checkout.session.{kind}": checkout_session_event
         for kind in ("completed", "expired", "async_payment_succeeded", "async_payment_failed")
     },
+    **dict.fromkeys(billing.EVENT_TYPES, billing_event),
 }
 
 

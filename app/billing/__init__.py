@@ -1,0 +1,1 @@
+"""Stripe Billing mirrored: the ordering rule, the recording function, entitlements."""

@@ -1,0 +1,1 @@
+"""Invoices: read from the local mirror of Stripe's invoices."""

@@ -1,0 +1,1 @@
+"""Subscriptions: created and changed on Stripe, read from the local mirror."""
