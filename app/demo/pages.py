@@ -3,9 +3,8 @@ script or style, so they run under the strict `CONTENT_SECURITY_POLICY` the rout
 
 from __future__ import annotations
 
-from html import escape
-
 import datetime as dt
+from html import escape
 from typing import Any
 
 from app.demo.plans import Plan

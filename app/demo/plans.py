@@ -82,10 +82,10 @@ async def subscribe(
 ) -> str:
     """A customer on a new test clock and a subscription-mode Checkout Session for `price`; the
     url of its hosted page."""
+    if not price:
+        raise InvalidRequest("Pick a plan.", code="parameter_missing", param="price")
     if price not in {plan.price for plan in await plans(stripe)}:
-        raise InvalidRequest(
-            f"Not a plan: '{price}'.", code="parameter_invalid", param="price"
-        )
+        raise InvalidRequest(f"Not a plan: {price}.", code="parameter_invalid", param="price")
     clock = await stripe.create_test_clock(
         {"frozen_time": int(time.time()), "name": "Demo plan"}, f"demo:clock:{uuid.uuid4()}"
     )
@@ -131,8 +131,7 @@ async def state(session: AsyncSession, checkout_session: str, grace: int) -> dic
             {
                 "id": invoice.stripe_id,
                 "billing_reason": invoice.billing_reason,
-                "period_start": invoice.period_start,
-                "period_end": invoice.period_end,
+                **_service_period(invoice),
                 "amount_due": invoice.amount_due,
                 "amount_paid": invoice.amount_paid,
                 "currency": invoice.currency,
@@ -162,9 +161,20 @@ async def state(session: AsyncSession, checkout_session: str, grace: int) -> dic
     }
 
 
+def _service_period(invoice: Invoice) -> dict[str, int | None]:
+    """The period an invoice bills for: its first line's. (An invoice's own `period_start/end`
+    is the period that just ended; a subscription's first invoice has both at its creation.)"""
+    lines = (invoice.data.get("lines") or {}).get("data") or []
+    period = (lines[0].get("period") if lines else None) or {}
+    return {
+        "period_start": period.get("start", invoice.period_start),
+        "period_end": period.get("end", invoice.period_end),
+    }
+
+
 async def advance(session: AsyncSession, stripe: StripeGateway, checkout_session: str) -> None:
     """Advance the subscription's test clock past its current period's end (the renewal)."""
-    sub = await _active_subscription(session, checkout_session)
+    sub, _customer = await _active_subscription(session, checkout_session)
     if sub.test_clock is None or sub.current_period_end is None:
         raise InvalidRequest(
             "This subscription has no test clock to advance.", code="no_test_clock"
@@ -184,21 +194,22 @@ async def use_failing_card(
     session: AsyncSession, stripe: StripeGateway, checkout_session: str
 ) -> None:
     """Make a card that declines every charge the subscription's default payment method."""
-    sub = await _active_subscription(session, checkout_session)
-    assert sub.customer is not None and sub.stripe_id is not None
+    sub, customer = await _active_subscription(session, checkout_session)
     card = await customers.attach_payment_method(
-        session, stripe, sub.customer, PaymentMethodAttach(payment_method=FAILING_CARD)
+        session, stripe, customer, PaymentMethodAttach(payment_method=FAILING_CARD)
     )
     await subscriptions.update_subscription(
         session,
         stripe,
-        sub.stripe_id,
+        str(sub.stripe_id),
         SubscriptionUpdate(default_payment_method=card["id"]),
         caller=CALLER,
     )
 
 
-async def _demo_session(session: AsyncSession, checkout_session: str) -> tuple[CheckoutSession, str]:
+async def _demo_session(
+    session: AsyncSession, checkout_session: str
+) -> tuple[CheckoutSession, str]:
     row = await session.scalar(
         select(CheckoutSession).where(
             CheckoutSession.stripe_id == checkout_session,
@@ -222,8 +233,10 @@ async def _subscription(session: AsyncSession, row: CheckoutSession) -> Subscrip
     return found
 
 
-async def _active_subscription(session: AsyncSession, checkout_session: str) -> Subscription:
-    row, _customer = await _demo_session(session, checkout_session)
+async def _active_subscription(
+    session: AsyncSession, checkout_session: str
+) -> tuple[Subscription, str]:
+    row, customer = await _demo_session(session, checkout_session)
     sub = await _subscription(session, row)
     if sub is None:
         raise InvalidRequest(
@@ -232,4 +245,4 @@ async def _active_subscription(session: AsyncSession, checkout_session: str) -> 
         )
     if sub.status in ("canceled", "incomplete_expired"):
         raise InvalidRequest(f"The subscription is {sub.status}.", code="subscription_ended")
-    return sub
+    return sub, customer
