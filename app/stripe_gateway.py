@@ -56,6 +56,7 @@ from stripe.params import (
     WebhookEndpointListParams,
 )
 from stripe.params.checkout import SessionCreateParams
+from stripe.params.test_helpers import TestClockAdvanceParams, TestClockCreateParams
 
 from app.config import Settings
 from app.errors import (
@@ -450,6 +451,34 @@ class StripeGateway:
     ) -> stripe.ListObject[stripe.WebhookEndpoint]:
         return await self._read(
             "webhook_endpoint.list", lambda: self.client.v1.webhook_endpoints.list_async(params)
+        )
+
+    # Test clocks (test mode and the emulator only) --------------------------------------------
+
+    async def create_test_clock(
+        self, params: TestClockCreateParams, idempotency_key: str
+    ) -> stripe.test_helpers.TestClock:
+        return await self._write(
+            "test_clock.create",
+            lambda: self.client.v1.test_helpers.test_clocks.create_async(
+                params, {"idempotency_key": idempotency_key}
+            ),
+        )
+
+    async def retrieve_test_clock(self, clock_id: str) -> stripe.test_helpers.TestClock:
+        return await self._read(
+            "test_clock.retrieve",
+            lambda: self.client.v1.test_helpers.test_clocks.retrieve_async(clock_id),
+        )
+
+    async def advance_test_clock(
+        self, clock_id: str, params: TestClockAdvanceParams, idempotency_key: str
+    ) -> stripe.test_helpers.TestClock:
+        return await self._write(
+            "test_clock.advance",
+            lambda: self.client.v1.test_helpers.test_clocks.advance_async(
+                clock_id, params, {"idempotency_key": idempotency_key}
+            ),
         )
 
     # ---------------------------------------------------------------------------------------

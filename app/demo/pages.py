@@ -3,8 +3,11 @@ script or style, so they run under the strict `CONTENT_SECURITY_POLICY` the rout
 
 from __future__ import annotations
 
+import datetime as dt
 from html import escape
+from typing import Any
 
+from app.demo.plans import Plan
 from app.demo.service import MAX_QUANTITY, Item
 from app.models import Order
 from app.money import THREE_DECIMAL, ZERO_DECIMAL
@@ -41,10 +44,20 @@ background:#eef4ff;color:#1a3d8f}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:6px 16px;margin:16px 0}
 dt{color:#697386}dd{margin:0;word-break:break-all}
 code{font-size:13px}
+button.secondary{background:#fff;color:#635bff;border:1px solid #635bff}
+button:disabled{opacity:.6;cursor:progress}
+.plan{display:flex;justify-content:space-between;align-items:center;gap:16px;
+border-bottom:1px solid #e3e8ee;padding:10px 4px}
+.plan form button{width:auto;margin:0;padding:8px 16px;font-size:14px}
+.status[data-status=active],.status[data-status=trialing]{background:#d7f7c2;color:#05690d}
+.status[data-status=past_due],.status[data-status=unpaid],.status[data-status=open]
+{background:#fff4d6;color:#7a4d00}
+.status[data-status=incomplete_expired],.status[data-status=uncollectible]
+{background:#fdecea;color:#a41c1c}
 """
 
-# Polls the order every second until it is settled, rewriting the status and history with
-# textContent only.
+# The success page polls the order every second until it is settled; the plan page polls its
+# subscription and invoices and posts its two buttons. Both write with textContent only.
 SCRIPT = """
 "use strict";
 (function () {
@@ -86,6 +99,87 @@ SCRIPT = """
   }
   if (settled.indexOf(root.getAttribute("data-status")) < 0) { setTimeout(poll, 1000); }
 }());
+(function () {
+  var root = document.getElementById("plan");
+  if (!root) { return; }
+  var sessionId = root.getAttribute("data-session");
+  var base = "/demo/plans/" + encodeURIComponent(sessionId);
+  var error = document.getElementById("plan-error");
+  var buttons = [document.getElementById("advance"), document.getElementById("failing-card")];
+  function day(seconds) {
+    return seconds ? new Date(seconds * 1000).toISOString().slice(0, 10) : "—";
+  }
+  function money(amount, currency) {
+    var format = new Intl.NumberFormat("en-US", {style: "currency", currency: currency});
+    var digits = format.resolvedOptions().maximumFractionDigits;
+    return format.format(amount / Math.pow(10, digits));
+  }
+  function text(id, value) { document.getElementById(id).textContent = value; }
+  function cell(row, value, status) {
+    var td = document.createElement("td");
+    if (status) {
+      var badge = document.createElement("span");
+      badge.className = "status";
+      badge.setAttribute("data-status", value);
+      badge.textContent = value;
+      td.appendChild(badge);
+    } else {
+      td.textContent = value;
+    }
+    row.appendChild(td);
+  }
+  function render(state) {
+    var sub = state.subscription;
+    var status = document.getElementById("plan-status");
+    status.textContent = sub ? sub.status : "waiting for Stripe";
+    status.setAttribute("data-status", sub ? sub.status : "");
+    root.setAttribute("data-status", sub ? sub.status : "");
+    text("subscription", sub ? sub.id : "—");
+    text("access", state.entitled ? "yes" : "no");
+    text("clock", day(state.now));
+    text("period-end", sub ? day(sub.current_period_end) : "—");
+    var body = document.getElementById("invoices");
+    while (body.firstChild) { body.removeChild(body.firstChild); }
+    state.invoices.forEach(function (invoice) {
+      var row = document.createElement("tr");
+      cell(row, day(invoice.period_start) + " → " + day(invoice.period_end));
+      cell(row, invoice.billing_reason || "");
+      cell(row, money(invoice.amount_due, invoice.currency));
+      cell(row, invoice.status, true);
+      body.appendChild(row);
+    });
+    var ended = sub && (sub.status === "canceled" || sub.status === "incomplete_expired");
+    buttons.forEach(function (button) { button.disabled = !sub || ended; });
+  }
+  function poll() {
+    fetch(base, {headers: {Accept: "application/json"}})
+      .then(function (response) {
+        if (!response.ok) { throw new Error(String(response.status)); }
+        return response.json();
+      })
+      .then(function (state) { render(state); setTimeout(poll, 1000); })
+      .catch(function () { setTimeout(poll, 1000); });
+  }
+  function act(path) {
+    error.hidden = true;
+    buttons.forEach(function (button) { button.disabled = true; });
+    fetch(base + path, {method: "POST", headers: {Accept: "application/json"}})
+      .then(function (response) {
+        return response.json().then(function (answer) {
+          if (!response.ok) {
+            error.textContent = (answer.error && answer.error.message) || String(response.status);
+            error.hidden = false;
+          }
+        });
+      })
+      .catch(function (failure) { error.textContent = String(failure); error.hidden = false; });
+  }
+  document.getElementById("advance").addEventListener("click", function () { act("/advance"); });
+  document.getElementById("failing-card").addEventListener("click", function () {
+    act("/failing-card");
+  });
+  poll();
+}());
 """
 
 
@@ -106,7 +200,7 @@ def _document(title: str, body: str) -> str:
     )
 
 
-def shop_page(items: list[Item], *, error: str | None = None) -> str:
+def shop_page(items: list[Item], plans: list[Plan], *, error: str | None = None) -> str:
     rows = "".join(
         "<tr>"
         f"<td>{escape(item.name)}"
@@ -129,8 +223,81 @@ def shop_page(items: list[Item], *, error: str | None = None) -> str:
         '<table><thead><tr><th>Item</th><th class="num">Price</th>'
         f'<th class="num">Quantity</th></tr></thead><tbody>{rows}</tbody></table>'
         '<button type="submit" id="pay">Pay</button></form>'
+        f"{_plans(plans)}"
     )
     return _document("Demo shop", body)
+
+
+def _plans(plans: list[Plan]) -> str:
+    if not plans:
+        return ""
+    offers = "".join(
+        '<div class="plan">'
+        f"<div>{escape(plan.name)}"
+        f'<div class="desc">{escape(money(plan.unit_amount, plan.currency))} a '
+        f"{escape(plan.interval)}. {escape(plan.description)}</div></div>"
+        '<form method="post" action="/demo/subscribe">'
+        f'<input type="hidden" name="price" value="{escape(plan.price)}">'
+        f'<button type="submit" aria-label="Subscribe to {escape(plan.name)}">Subscribe</button>'
+        "</form></div>"
+        for plan in plans
+    )
+    return (
+        "<h2>Plans</h2>"
+        '<p class="muted">Subscribe on the hosted page; the subscription runs on a test clock '
+        "that the plan page moves a month at a time.</p>"
+        f"{offers}"
+    )
+
+
+def _day(seconds: int | None) -> str:
+    if not seconds:
+        return "—"
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d")
+
+
+def plan_page(state: dict[str, Any]) -> str:
+    """The subscription a plan's Checkout Session made, its invoices, and two buttons: advance
+    the test clock past the next renewal, and switch to a card that declines."""
+    sub = state["subscription"]
+    status = sub["status"] if sub else "waiting for Stripe"
+    invoices = "".join(
+        "<tr>"
+        f"<td>{_day(invoice['period_start'])} → {_day(invoice['period_end'])}</td>"
+        f"<td>{escape(invoice['billing_reason'] or '')}</td>"
+        f"<td>{escape(money(invoice['amount_due'], invoice['currency'] or 'usd'))}</td>"
+        f'<td><span class="status" data-status="{escape(invoice["status"] or "")}">'
+        f"{escape(invoice['status'] or '')}</span></td>"
+        "</tr>"
+        for invoice in state["invoices"]
+    )
+    body = (
+        '<h1>Your plan<span class="badge">SANDBOX</span></h1>'
+        '<p class="muted">Stripe bills the subscription on a test clock; this page shows the '
+        "service's mirror of it, kept by Stripe's webhooks.</p>"
+        f'<section id="plan" data-session="{escape(state["checkout_session"])}" '
+        f'data-status="{escape(sub["status"] if sub else "")}">'
+        "<dl>"
+        f'<dt>Subscription</dt><dd><code id="subscription">'
+        f"{escape(sub['id'] if sub else '—')}</code></dd>"
+        f'<dt>Status</dt><dd><span id="plan-status" class="status" '
+        f'data-status="{escape(sub["status"] if sub else "")}">{escape(status)}</span></dd>'
+        f'<dt>Access</dt><dd id="access">{"yes" if state["entitled"] else "no"}</dd>'
+        f'<dt>Clock</dt><dd id="clock">{_day(state["now"])}</dd>'
+        f'<dt>Period ends</dt><dd id="period-end">'
+        f"{_day(sub['current_period_end'] if sub else None)}</dd>"
+        "</dl>"
+        "<h2>Invoices</h2>"
+        "<table><thead><tr><th>Period</th><th>Reason</th><th>Amount</th><th>Status</th></tr>"
+        f'</thead><tbody id="invoices">{invoices}</tbody></table>'
+        '<div id="plan-error" class="error" role="alert" hidden></div>'
+        '<button type="button" id="advance">Advance the clock to the next renewal</button>'
+        '<button type="button" id="failing-card" class="secondary">'
+        "Switch to a card that declines</button>"
+        "</section>"
+        '<a class="button" href="/demo">Back to the shop</a>'
+    )
+    return _document("Your plan", body)
 
 
 def success_page(order: Order) -> str:

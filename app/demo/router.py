@@ -1,10 +1,14 @@
 """A demo checkout in sandbox mode only (404 otherwise): `/demo` lists the catalogue, its form
 posts to `/demo/checkout`, which creates a Checkout Session server side (no API key in the
-browser) and sends the visitor to the hosted page; `/demo/success` follows the order live."""
+browser) and sends the visitor to the hosted page; `/demo/success` follows the order live.
+
+Its plans: `/demo/subscribe` makes a customer on a test clock of its own and a subscription-mode
+Checkout Session; `/demo/plan` shows the subscription and its invoices as the webhooks mirror
+them, with buttons that advance the clock past the next renewal and switch to a declining card."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,10 +16,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.config import Settings
 from app.db import Session, Sessions
-from app.demo import pages, service
+from app.demo import pages, plans, service
 from app.errors import InvalidRequest, NotFound
 from app.orders.schemas import OrderRead
-from app.stripe_gateway import Gateway
+from app.stripe_gateway import Gateway, StripeGateway
 
 MAX_FORM_BYTES = 16 * 1024
 
@@ -38,7 +42,7 @@ def _html(text: str, status: int = 200) -> HTMLResponse:
 @router.get("", summary="Demo shop")
 async def shop(stripe: Gateway) -> HTMLResponse:
     """The catalogue with a quantity for each item and a Pay button."""
-    return _html(pages.shop_page(await service.catalogue(stripe)))
+    return _html(pages.shop_page(await service.catalogue(stripe), await plans.plans(stripe)))
 
 
 @router.post("/checkout", summary="Demo checkout")
@@ -54,8 +58,56 @@ async def checkout(request: Request, sessions: Sessions, stripe: Gateway) -> Res
             cancel_url=str(request.url_for("shop")),
         )
     except InvalidRequest as error:
-        return _html(pages.shop_page(await service.catalogue(stripe), error=error.message), 400)
+        return await _shop_with_error(stripe, error)
     return RedirectResponse(url, status_code=303)
+
+
+@router.post("/subscribe", summary="Demo subscription")
+async def subscribe(request: Request, sessions: Sessions, stripe: Gateway) -> Response:
+    """The form's `price` (a plan) → a customer on a new test clock and a subscription-mode
+    Checkout Session; 303 to its hosted page."""
+    try:
+        body = await request.body()
+        if len(body) > MAX_FORM_BYTES:
+            raise InvalidRequest("The form is too large.", param="price")
+        price = dict(parse_qsl(body.decode("utf-8", "replace"))).get("price", "")
+        url = await plans.subscribe(
+            sessions,
+            stripe,
+            price,
+            success_url=f"{request.url_for('demo_plan')}?session_id={{CHECKOUT_SESSION_ID}}",
+            cancel_url=str(request.url_for("shop")),
+        )
+    except InvalidRequest as error:
+        return await _shop_with_error(stripe, error)
+    return RedirectResponse(url, status_code=303)
+
+
+@router.get("/plan", summary="Demo plan", name="demo_plan")
+async def plan(
+    request: Request, session: Session, session_id: Annotated[str, Query(max_length=255)]
+) -> HTMLResponse:
+    """The subscription Checkout Session `session_id` made, its invoices, kept live."""
+    return _html(pages.plan_page(await plans.state(session, session_id, _grace(request))))
+
+
+@router.get("/plans/{session_id}", summary="Demo plan state")
+async def plan_state(request: Request, session_id: str, session: Session) -> dict[str, Any]:
+    return await plans.state(session, session_id, _grace(request))
+
+
+@router.post("/plans/{session_id}/advance", summary="Advance a demo plan's clock")
+async def advance(session_id: str, session: Session, stripe: Gateway) -> dict[str, bool]:
+    """Advance the plan's test clock past its next renewal (the page polls for the outcome)."""
+    await plans.advance(session, stripe, session_id)
+    return {"advancing": True}
+
+
+@router.post("/plans/{session_id}/failing-card", summary="Give a demo plan a declining card")
+async def failing_card(session_id: str, session: Session, stripe: Gateway) -> dict[str, bool]:
+    """Make a card that declines every charge the plan's default payment method."""
+    await plans.use_failing_card(session, stripe, session_id)
+    return {"failing_card": True}
 
 
 @router.get("/success", summary="Demo order status", name="demo_success")
@@ -80,6 +132,18 @@ async def stylesheet() -> Response:
 @router.get("/demo.js", summary="Demo script")
 async def script() -> Response:
     return Response(pages.SCRIPT, media_type="text/javascript")
+
+
+async def _shop_with_error(stripe: StripeGateway, error: InvalidRequest) -> HTMLResponse:
+    shop_page = pages.shop_page(
+        await service.catalogue(stripe), await plans.plans(stripe), error=error.message
+    )
+    return _html(shop_page, 400)
+
+
+def _grace(request: Request) -> int:
+    settings: Settings = request.app.state.settings
+    return settings.subscription_grace_seconds
 
 
 def _quantities(body: bytes) -> dict[str, int]:

@@ -90,20 +90,21 @@ async def checkout(
     return url
 
 
-def _is_demo(order: Order) -> bool:
-    metadata = order.metadata_ or {}
-    return all(metadata.get(key) == value for key, value in DEMO_METADATA.items())
+def is_demo(metadata: dict[str, Any] | None) -> bool:
+    """Whether an object's metadata marks it as the demo's."""
+    found = metadata or {}
+    return all(found.get(key) == value for key, value in DEMO_METADATA.items())
 
 
 async def order_for_checkout_session(session: AsyncSession, checkout_session: str) -> Order:
     found = await find_order_for_checkout_session(session, checkout_session, for_update=False)
-    if found is None or not _is_demo(found):
+    if found is None or not is_demo(found.metadata_):
         raise NotFound(f"No demo order for '{checkout_session}'", param="session_id")
     return await with_history(session, found.id)
 
 
 async def order(session: AsyncSession, order_id: str) -> Order:
     found = await with_history(session, order_id)
-    if not _is_demo(found):
+    if not is_demo(found.metadata_):
         raise NotFound(f"No such order: '{order_id}'", param="id")
     return found
