@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from stripe.params.checkout import SessionCreateParams
 
 from app.checkout_sessions.schemas import CheckoutSessionCreate, LineItem
+from app.committed_rows import RESUMABLE, check_resumable, commit_or_find
 from app.db import engine_of
 from app.errors import (
     AppError,
@@ -68,7 +69,6 @@ from app.orders.service import (
     move,
     record_checkout_session,
 )
-from app.payment_intents.service import RESUMABLE
 from app.stripe_gateway import StripeGateway
 
 MIN_EXPIRY = 30 * 60
@@ -312,28 +312,20 @@ async def _committed_row(
 ) -> _Made:
     """The row for this request's order-less session, committed: the one an earlier request
     with the caller's `key` made, else a new one."""
-    try:
-        async with sessions.begin() as session:
-            row = CheckoutSession(
-                mode=body.mode,
-                idempotency_owner=owner if key is not None else None,
-                idempotency_key=key,
-            )
-            session.add(row)
-    except IntegrityError:
-        if key is None:
-            raise
-        async with sessions() as session:
-            found = await session.scalar(
-                select(CheckoutSession).where(
-                    CheckoutSession.idempotency_owner == owner,
-                    CheckoutSession.idempotency_key == key,
-                )
-            )
-        if found is None:
-            raise
-        return _resumable_row(found, body, key)
-    return _Made("checkout_row", row.id)
+    row, found = await commit_or_find(
+        sessions,
+        CheckoutSession(
+            mode=body.mode,
+            idempotency_owner=owner if key is not None else None,
+            idempotency_key=key,
+        ),
+        owner,
+        key,
+    )
+    if not found:
+        return _Made("checkout_row", row.id)
+    assert key is not None
+    return _resumable_row(row, body, key)
 
 
 def _resumable_row(row: CheckoutSession, body: CheckoutSessionCreate, key: str) -> _Made:
@@ -342,14 +334,7 @@ def _resumable_row(row: CheckoutSession, body: CheckoutSessionCreate, key: str) 
     made = _Made("checkout_row", row.id, row.stripe_id, resumed=True)
     if row.mode != body.mode:
         raise _reused(key, made, "another mode")
-    if row.stripe_id is None and aware(row.created_at) < utcnow() - RESUMABLE:
-        raise Conflict(
-            f"Checkout row {row.id} was created over {RESUMABLE.total_seconds() // 3600:.0f} "
-            "hours ago and never got its session; Stripe may no longer know its idempotency "
-            "key, so it is not retried. Use a new Idempotency-Key for a new checkout session.",
-            code="checkout_not_resumable",
-            checkout_row=row.id,
-        )
+    check_resumable(row, "checkout", "checkout session")
     return made
 
 

@@ -31,10 +31,10 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from stripe.params import CustomerCreateParams, CustomerUpdateParams
 
+from app.committed_rows import check_resumable, commit_or_find
 from app.customers.schemas import CustomerCreate, CustomerUpdate, PaymentMethodAttach
 from app.errors import (
     AppError,
@@ -117,31 +117,23 @@ async def _committed_row(
 ) -> tuple[int, str | None]:
     """The row for this request, committed: the one an earlier request with the caller's `key`
     made, else a new one. Its id and Stripe id."""
-    try:
-        async with sessions.begin() as session:
-            row = Customer(
-                email=body.email,
-                name=body.name,
-                metadata_=body.metadata or {},
-                data=params,
-                idempotency_owner=owner,
-                idempotency_key=key,
-            )
-            session.add(row)
-    except IntegrityError:
-        # The caller's key is taken: by an earlier request (a retry) or a concurrent one.
-        if key is None:
-            raise
-        async with sessions() as session:
-            found = await session.scalar(
-                select(Customer).where(
-                    Customer.idempotency_owner == owner, Customer.idempotency_key == key
-                )
-            )
-        if found is None:
-            raise
-        return _same_request(found, body, params, key)
-    return row.id, None
+    row, found = await commit_or_find(
+        sessions,
+        Customer(
+            email=body.email,
+            name=body.name,
+            metadata_=body.metadata or {},
+            data=params,
+            idempotency_owner=owner,
+            idempotency_key=key,
+        ),
+        owner,
+        key,
+    )
+    if not found:
+        return row.id, None
+    assert key is not None
+    return _same_request(row, body, params, key)
 
 
 def _same_request(
@@ -154,7 +146,9 @@ def _same_request(
         same = row.data == params
     else:
         same = (row.email, row.name, row.metadata_) == (body.email, body.name, body.metadata or {})
-    if not same:
+    if same:
+        check_resumable(row, "customer", "customer")
+    else:
         raise IdempotencyKeyReused(
             f"Idempotency-Key '{key}' was already used to create customer row {row.id} with "
             "other parameters; use a new key for a new customer."

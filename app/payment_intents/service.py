@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import and_, or_, select
@@ -48,6 +47,7 @@ from stripe.params import (
     PaymentIntentCreateParams,
 )
 
+from app.committed_rows import RESUMABLE
 from app.db import engine_of, is_postgres
 from app.errors import (
     AppError,
@@ -85,9 +85,6 @@ from app.payment_intents.schemas import (
 from app.stripe_gateway import StripeGateway
 
 SOURCE_CREATE = "api:POST /payment-intents"
-# Stripe keeps an idempotency key's result for at least 24 hours: an unlinked order older than
-# this is not sent to Stripe with its key again.
-RESUMABLE = timedelta(hours=23)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from stripe.params import SubscriptionCreateParams, SubscriptionUpdateParams
 
 from app.billing import mirror
 from app.billing.ordering import TERMINAL
+from app.committed_rows import check_resumable, commit_or_find
 from app.errors import (
     AppError,
     CardDeclined,
@@ -144,35 +145,28 @@ async def _committed_row(
     """The row for this request, committed: the one an earlier request with the caller's `key`
     made (with the same parameters), else a new one. Its id and Stripe id."""
     digest = _digest(params)
-    try:
-        async with sessions.begin() as session:
-            row = Subscription(
-                customer=body.customer,
-                metadata_=body.metadata or {},
-                data=params,
-                items=[],
-                idempotency_owner=owner,
-                idempotency_key=key,
-                params_digest=digest,
-            )
-            session.add(row)
-    except IntegrityError:
-        if key is None:
-            raise
-        async with sessions() as session:
-            found = await session.scalar(
-                select(Subscription).where(
-                    Subscription.idempotency_owner == owner, Subscription.idempotency_key == key
-                )
-            )
-        if found is None:
-            raise
-        if found.params_digest != digest:
+    row, found = await commit_or_find(
+        sessions,
+        Subscription(
+            customer=body.customer,
+            metadata_=body.metadata or {},
+            data=params,
+            items=[],
+            idempotency_owner=owner,
+            idempotency_key=key,
+            params_digest=digest,
+        ),
+        owner,
+        key,
+    )
+    if found:
+        if row.params_digest != digest:
             raise IdempotencyKeyReused(
                 f"Idempotency-Key '{key}' was already used to create subscription row "
-                f"{found.id} with other parameters; use a new key for a new subscription."
-            ) from None
-        return found.id, found.stripe_id
+                f"{row.id} with other parameters; use a new key for a new subscription."
+            )
+        check_resumable(row, "subscription", "subscription")
+        return row.id, row.stripe_id
     return row.id, None
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import DateTime, bindparam, text
+from sqlalchemy import text
 
 from tests.app.test_checkout_sessions import TSHIRT, new_customer
-from tests.fixtures.service import Stack, fault
+from tests.fixtures.service import Stack, backdate, fault
 
 CREATE_ROUTE = "POST /v1/checkout/sessions"
 ATTEMPTS = 3  # the stack's service: one call and the SDK's 2 retries
@@ -67,17 +67,6 @@ def kept(stack: Stack, key: str) -> list[dict[str, Any]]:
 
 def mirrors(stack: Stack, session_id: str) -> list[dict[str, Any]]:
     return stack.rows("SELECT * FROM checkout_sessions WHERE stripe_id = :id", id=session_id)
-
-
-def backdate(stack: Stack, order_id: str, **ago: timedelta) -> None:
-    """Move the order's `created_at` / `updated_at` back in time."""
-    at = {name: datetime.now(UTC) - delta for name, delta in ago.items()}
-    sets = ", ".join(f"{name} = :{name}" for name in at)
-    statement = text(f"UPDATE orders SET {sets} WHERE id = :id").bindparams(
-        *(bindparam(name, type_=DateTime(timezone=True)) for name in at)
-    )
-    with stack.engine.begin() as connection:
-        connection.execute(statement, {"id": order_id, **at})
 
 
 def forget(stack: Stack, key: str) -> None:
@@ -176,7 +165,7 @@ class TestLostAnswer:
         body = body_for(stack, "payment", mark)
         headers = {"Idempotency-Key": f"touched-{mark}"}
         error = lose_the_answer(stack, body, headers)
-        backdate(stack, error["order_id"], updated_at=timedelta(hours=1))
+        backdate(stack, "orders", error["order_id"], updated_at=timedelta(hours=1))
 
         again = lose_the_answer(stack, body, headers)
 
@@ -198,7 +187,7 @@ class TestLostAnswer:
         body = body_for(stack, "payment", mark)
         headers = {"Idempotency-Key": f"old-{mark}"}
         error = lose_the_answer(stack, body, headers)
-        backdate(stack, error["order_id"], created_at=timedelta(hours=24))
+        backdate(stack, "orders", error["order_id"], created_at=timedelta(hours=24))
 
         retried = stack.api.post("/checkout-sessions", json=body, headers=headers)
 

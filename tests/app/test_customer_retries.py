@@ -7,13 +7,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.fixtures.service import Stack, extra_service, fault
+from tests.fixtures.service import Stack, backdate, extra_service, fault
 
 CREATE_ROUTE = "POST /v1/customers"
 ATTEMPTS = 3  # the stack's service: one call and the SDK's 2 retries
@@ -129,6 +130,28 @@ class TestLostAnswer:
         assert again.json()["id"] == made
         assert on_stripe(stack, email) == [made]
         assert len(rows(stack, email)) == 1
+
+    def test_a_row_older_than_stripe_keeps_keys_is_not_resumed(self, stack: Stack) -> None:
+        """Stripe keeps an idempotency key for 24 hours: past 23, resending the row's key could
+        make a second customer, so the retry is refused and names the row."""
+        email = unique_email()
+        body = {"email": email}
+        headers = {"Idempotency-Key": f"old-{email}"}
+        error = assert_unknown(lose_the_answer(stack, body, headers))
+        [made] = wait_for_stripe(stack, email)
+        backdate(stack, "customers", error["customer_row"], created_at=timedelta(hours=24))
+
+        retried = stack.api.post("/customers", json=body, headers=headers)
+
+        assert retried.status_code == 409, retried.text
+        refused = retried.json()["error"]
+        assert (refused["code"], refused["customer_row"]) == (
+            "customer_not_resumable",
+            error["customer_row"],
+        )
+        assert on_stripe(stack, email) == [made]
+        [row] = rows(stack, email)
+        assert row["stripe_id"] is None
 
     def test_the_kept_key_cannot_make_another_customer(self, stack: Stack) -> None:
         email = unique_email()

@@ -15,12 +15,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 
-from tests.fixtures.service import Stack, extra_service, fault
+from tests.fixtures.service import Stack, backdate, extra_service, fault
 
 T = TypeVar("T")
 DAY = 86400
@@ -289,6 +290,29 @@ class TestCreate:
         again = ok(subscribe(stack, customer, headers={"Idempotency-Key": key}))
         assert again["id"] == resumed["id"]
         assert on_stripe(stack, customer) == [resumed["id"]]
+
+    def test_a_row_older_than_stripe_keeps_keys_is_not_resumed(self, stack: Stack) -> None:
+        """Stripe keeps an idempotency key for 24 hours: past 23, resending the row's key could
+        start a second subscription (a second charge every period), so the retry is refused."""
+        customer = customer_with(stack)
+        key = f"sub-old-{uuid.uuid4().hex}"
+        with fault(stack, route="POST /v1/subscriptions", drop="after", times=ATTEMPTS):
+            lost = subscribe(stack, customer, headers={"Idempotency-Key": key})
+        assert lost.status_code == 503, lost.text
+        row_id = lost.json()["error"]["subscription_row"]
+        made = on_stripe(stack, customer)
+        assert len(made) == 1
+        backdate(stack, "subscriptions", row_id, created_at=timedelta(hours=24))
+
+        retried = subscribe(stack, customer, headers={"Idempotency-Key": key})
+
+        assert retried.status_code == 409, retried.text
+        refused = retried.json()["error"]
+        assert (refused["code"], refused["subscription_row"]) == (
+            "subscription_not_resumable",
+            row_id,
+        )
+        assert on_stripe(stack, customer) == made
 
 
 class TestUpdateAndCancel:
