@@ -49,7 +49,8 @@ async def create_customer(
 
     Send an `Idempotency-Key` header: if Stripe's answer is lost (503 `stripe_outcome_unknown`),
     the same request with the same key answers with the customer Stripe made, never a second
-    one. The same key with other parameters is refused (400 `idempotency_key_reused`).
+    one, for 23 hours (then a 409 `customer_not_resumable`: Stripe may have forgotten the key).
+    The same key with other parameters is refused (400 `idempotency_key_reused`).
     """
     key = (request.headers.get("idempotency-key") or "").strip() or None
     customer = await service.create_customer(

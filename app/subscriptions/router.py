@@ -64,7 +64,8 @@ async def create_subscription(
 
     Send an `Idempotency-Key` header: if Stripe's answer is lost (503 `stripe_outcome_unknown`),
     the same request with the same key answers with the subscription Stripe made, never a
-    second one.
+    second one, for 23 hours: later, Stripe may have forgotten the key, so the retry is a 409
+    `subscription_not_resumable` (reconcile mirrors what Stripe made).
     """
     answer = await service.create_subscription(
         sessions, stripe, body, caller=caller, idempotency_key=_key(request)
