@@ -233,12 +233,13 @@ def _plans(plans: list[Plan]) -> str:
         return ""
     offers = "".join(
         '<div class="plan">'
-        f"<div>{escape(plan.name)}"
-        f'<div class="desc">{escape(money(plan.unit_amount, plan.currency))} a '
-        f"{escape(plan.interval)}. {escape(plan.description)}</div></div>"
+        f"<div>{escape(plan.item.name)}"
+        f'<div class="desc">{escape(money(plan.item.unit_amount, plan.item.currency))} a '
+        f"{escape(plan.interval)}. {escape(plan.item.description)}</div></div>"
         '<form method="post" action="/demo/subscribe">'
-        f'<input type="hidden" name="price" value="{escape(plan.price)}">'
-        f'<button type="submit" aria-label="Subscribe to {escape(plan.name)}">Subscribe</button>'
+        f'<input type="hidden" name="price" value="{escape(plan.item.price)}">'
+        f'<button type="submit" aria-label="Subscribe to {escape(plan.item.name)}">'
+        "Subscribe</button>"
         "</form></div>"
         for plan in plans
     )

@@ -18,7 +18,7 @@ from app.checkout_sessions import service as checkout_sessions
 from app.checkout_sessions.schemas import CheckoutSessionCreate, LineItem
 from app.customers import service as customers
 from app.customers.schemas import CustomerCreate, PaymentMethodAttach
-from app.demo.service import DEMO_METADATA, is_demo
+from app.demo.service import DEMO_METADATA, Item, is_demo, offered_prices
 from app.errors import InvalidRequest, NotFound
 from app.models import CheckoutSession, Customer, Invoice, Subscription
 from app.stripe_gateway import StripeGateway
@@ -35,41 +35,19 @@ PAST_RENEWAL = 2 * 3600
 
 @dataclass(frozen=True)
 class Plan:
-    price: str
-    name: str
-    description: str
-    unit_amount: int
-    currency: str
-    interval: str
+    item: Item
+    interval: str  # "month", or "3 months"
 
 
 async def plans(stripe: StripeGateway) -> list[Plan]:
     """The active recurring prices of active products, by name."""
-    page = await stripe.list_prices(
-        {"active": True, "type": "recurring", "limit": 100, "expand": ["data.product"]}
-    )
     found = []
-    for price in page.data:
-        data: dict[str, Any] = price.to_dict()
-        product = data.get("product")
-        recurring = data.get("recurring") or {}
-        if not isinstance(product, dict) or not product.get("active", True):
-            continue
-        if data.get("unit_amount") is None:
-            continue
+    for price, item in await offered_prices(stripe, "recurring"):
+        recurring = price.get("recurring") or {}
         count = recurring.get("interval_count") or 1
         interval = recurring.get("interval", "month")
-        found.append(
-            Plan(
-                price=data["id"],
-                name=product.get("name") or data.get("nickname") or data["id"],
-                description=product.get("description") or "",
-                unit_amount=data["unit_amount"],
-                currency=data["currency"],
-                interval=interval if count == 1 else f"{count} {interval}s",
-            )
-        )
-    return sorted(found, key=lambda plan: (plan.name, plan.price))
+        found.append(Plan(item, interval if count == 1 else f"{count} {interval}s"))
+    return found
 
 
 async def subscribe(
@@ -84,7 +62,7 @@ async def subscribe(
     url of its hosted page."""
     if not price:
         raise InvalidRequest("Pick a plan.", code="parameter_missing", param="price")
-    if price not in {plan.price for plan in await plans(stripe)}:
+    if price not in {plan.item.price for plan in await plans(stripe)}:
         raise InvalidRequest(f"Not a plan: {price}.", code="parameter_invalid", param="price")
     clock = await stripe.create_test_clock(
         {"frozen_time": int(time.time()), "name": "Demo plan"}, f"demo:clock:{uuid.uuid4()}"

@@ -4,7 +4,7 @@ service's own Checkout Session path, and the orders it made."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,12 +29,15 @@ class Item:
     currency: str
 
 
-async def catalogue(stripe: StripeGateway) -> list[Item]:
-    """The active one-time prices of active products, by name."""
+async def offered_prices(
+    stripe: StripeGateway, kind: Literal["one_time", "recurring"]
+) -> list[tuple[dict[str, Any], Item]]:
+    """The active prices of `kind` of active products with a unit amount, by name: each as
+    Stripe has it, and as the shop shows it."""
     page = await stripe.list_prices(
-        {"active": True, "type": "one_time", "limit": 100, "expand": ["data.product"]}
+        {"active": True, "type": kind, "limit": 100, "expand": ["data.product"]}
     )
-    items = []
+    found = []
     for price in page.data:
         data: dict[str, Any] = price.to_dict()
         product = data.get("product")
@@ -42,16 +45,20 @@ async def catalogue(stripe: StripeGateway) -> list[Item]:
             continue
         if data.get("unit_amount") is None:
             continue
-        items.append(
-            Item(
-                price=data["id"],
-                name=product.get("name") or data.get("nickname") or data["id"],
-                description=product.get("description") or "",
-                unit_amount=data["unit_amount"],
-                currency=data["currency"],
-            )
+        item = Item(
+            price=data["id"],
+            name=product.get("name") or data.get("nickname") or data["id"],
+            description=product.get("description") or "",
+            unit_amount=data["unit_amount"],
+            currency=data["currency"],
         )
-    return sorted(items, key=lambda item: (item.name, item.price))
+        found.append((data, item))
+    return sorted(found, key=lambda pair: (pair[1].name, pair[1].price))
+
+
+async def catalogue(stripe: StripeGateway) -> list[Item]:
+    """The active one-time prices of active products, by name."""
+    return [item for _price, item in await offered_prices(stripe, "one_time")]
 
 
 async def checkout(
