@@ -10,14 +10,15 @@ than Stripe keeps idempotency keys.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.errors import Conflict
+from app.errors import AppError, CardDeclined, Conflict, InvalidRequest, NotFound, StripeFailure
 from app.models import CheckoutSession, Customer, Subscription
 from app.models.base import aware, utcnow
 
@@ -27,7 +28,11 @@ from app.models.base import aware, utcnow
 RESUMABLE = timedelta(hours=23)
 
 
+# Stripe's definite refusals of a create: nothing was made there.
+REFUSED = (InvalidRequest, NotFound, CardDeclined, StripeFailure)
+
 Row = TypeVar("Row", Customer, Subscription, CheckoutSession)
+T = TypeVar("T")
 
 
 async def commit_or_find(
@@ -51,6 +56,29 @@ async def commit_or_find(
             raise
         return found, True
     return row, False
+
+
+async def create_on_stripe(
+    sessions: async_sessionmaker[AsyncSession],
+    model: type[Customer] | type[Subscription],
+    row_id: int,
+    kind: str,
+    create: Callable[[], Awaitable[T]],
+) -> T:
+    """Stripe's create for the committed row `row_id`: when Stripe refuses, nothing was made and
+    the row is deleted; when the outcome is unknown, the error names the row (`<kind>_row`),
+    kept for the retry."""
+    try:
+        return await create()
+    except REFUSED:
+        async with sessions.begin() as session:
+            await session.execute(
+                delete(model).where(model.id == row_id, model.stripe_id.is_(None))
+            )
+        raise
+    except AppError as exc:
+        exc.extra[f"{kind}_row"] = row_id
+        raise
 
 
 def check_resumable(row: Customer | Subscription | CheckoutSession, kind: str, label: str) -> None:

@@ -30,25 +30,19 @@ import json
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from stripe.params import CustomerCreateParams, CustomerUpdateParams
 
-from app.committed_rows import check_resumable, commit_or_find
+from app.committed_rows import check_resumable, commit_or_find, create_on_stripe
 from app.customers.schemas import CustomerCreate, CustomerUpdate, PaymentMethodAttach
 from app.errors import (
-    AppError,
-    CardDeclined,
     IdempotencyKeyReused,
     InvalidRequest,
     NotFound,
-    StripeFailure,
 )
 from app.models import Customer
 from app.stripe_gateway import StripeGateway
-
-# Stripe's definite refusals: nothing was created there.
-REFUSED = (InvalidRequest, NotFound, CardDeclined, StripeFailure)
 
 
 async def create_customer(
@@ -91,20 +85,13 @@ async def _create_on_stripe(
 ) -> dict[str, Any]:
     """The customer Stripe created for the row, keyed by its id; the row is deleted when Stripe
     refuses, and named in the error when the outcome is unknown."""
-    try:
-        created = await stripe.create_customer(
-            cast(CustomerCreateParams, params), f"customer:{row_id}"
-        )
-    except REFUSED:
-        async with sessions.begin() as session:
-            await session.execute(
-                delete(Customer).where(Customer.id == row_id, Customer.stripe_id.is_(None))
-            )
-        raise
-    except AppError as exc:
-        # Maybe created, maybe not: the row stays for the retry.
-        exc.extra["customer_row"] = row_id
-        raise
+    created = await create_on_stripe(
+        sessions,
+        Customer,
+        row_id,
+        "customer",
+        lambda: stripe.create_customer(cast(CustomerCreateParams, params), f"customer:{row_id}"),
+    )
     return created.to_dict()
 
 

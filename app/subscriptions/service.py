@@ -27,29 +27,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from stripe.params import SubscriptionCreateParams, SubscriptionUpdateParams
 
 from app.billing import mirror
 from app.billing.ordering import TERMINAL
-from app.committed_rows import check_resumable, commit_or_find
+from app.committed_rows import check_resumable, commit_or_find, create_on_stripe
 from app.errors import (
-    AppError,
-    CardDeclined,
     Conflict,
     IdempotencyKeyReused,
     InvalidRequest,
     NotFound,
-    StripeFailure,
 )
 from app.models import CheckoutSession, Subscription
 from app.stripe_gateway import StripeGateway
 from app.subscriptions.schemas import SubscriptionCreate, SubscriptionUpdate
 
-# Stripe's definite refusals: nothing was created there.
-REFUSED = (InvalidRequest, NotFound, CardDeclined, StripeFailure)
 CONFIRMATION = "latest_invoice.confirmation_secret"
 
 
@@ -115,23 +110,16 @@ async def _create_on_stripe(
 ) -> dict[str, Any]:
     """The subscription Stripe created for the row, keyed by its id; the row is deleted when
     Stripe refuses, and named in the error when the outcome is unknown."""
-    try:
-        created = await stripe.create_subscription(
+    created = await create_on_stripe(
+        sessions,
+        Subscription,
+        row_id,
+        "subscription",
+        lambda: stripe.create_subscription(
             cast(SubscriptionCreateParams, {**params, "expand": [CONFIRMATION]}),
             f"subscription:{row_id}",
-        )
-    except REFUSED:
-        async with sessions.begin() as session:
-            await session.execute(
-                delete(Subscription).where(
-                    Subscription.id == row_id, Subscription.stripe_id.is_(None)
-                )
-            )
-        raise
-    except AppError as exc:
-        # Maybe created, maybe not: the row stays for the retry.
-        exc.extra["subscription_row"] = row_id
-        raise
+        ),
+    )
     return created.to_dict()
 
 
