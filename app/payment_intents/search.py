@@ -15,7 +15,9 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, not_, or_
+from sqlalchemy import Boolean, ColumnElement, and_, false, func, literal, not_, or_
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from app.errors import InvalidRequest
 from app.models import PaymentIntent
@@ -77,6 +79,9 @@ def _positive(clause: Clause) -> ColumnElement[bool]:
     column: Any
     if clause.key is not None:
         column = PaymentIntent.metadata_[clause.key].as_string()
+        if clause.value:
+            exact = and_(column.is_not(None), func.lower(column) == clause.value.lower())
+            return and_(_MetadataContains(clause.key, clause.value), exact)
     else:
         column = _COLUMNS[clause.field]
     if clause.value is None:
@@ -95,6 +100,33 @@ def _positive(clause: Clause) -> ColumnElement[bool]:
         }
         return compare.get(clause.op, false())  # type: ignore[no-any-return]
     return and_(column.is_not(None), func.lower(column) == clause.value.lower())
+
+
+class _MetadataContains(ColumnElement[bool]):
+    """On Postgres, `lower(metadata::text)::jsonb @> lower('{"key": "value"}')::jsonb`: true of
+    every row whose `lower(metadata->>'key')` is the lower-cased value (Postgres lowers both
+    sides alike), and answered by the GIN index over that expression, so the exact comparison
+    beside it only rechecks the rows found. Lowering the whole document lowers the keys too,
+    which only widens the match: the exact comparison keeps keys case-sensitive. Elsewhere it is
+    always true."""
+
+    inherit_cache = True
+    type = Boolean()
+
+    def __init__(self, key: str, value: str) -> None:
+        self.document = json.dumps({key: value.lower()}, ensure_ascii=False)
+
+
+@compiles(_MetadataContains)
+def _contains_anywhere(element: _MetadataContains, compiler: SQLCompiler, **kw: Any) -> str:
+    return "1"
+
+
+@compiles(_MetadataContains, "postgresql")
+def _contains_on_postgres(element: _MetadataContains, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(PaymentIntent.__table__.c.metadata, **kw)
+    document = compiler.process(literal(element.document), **kw)
+    return f"(lower({column}::text)::jsonb @> CAST(lower(CAST({document} AS TEXT)) AS JSONB))"
 
 
 def digest(query: str) -> str:
