@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Table, UniqueConstraint, func, text
+from sqlalchemy import (
+    DDL,
+    BigInteger,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    UniqueConstraint,
+    event,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, Json, StripeId, Timestamps, utcnow
@@ -68,8 +79,9 @@ class PaymentIntent(Timestamps, Base):
     data: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
 
 
-# Search (app.payment_intents.search) compares tokens as `lower(col) = 'value'` and tests metadata
-# by containment in the lower-cased document before its exact comparison.
+# Search (app.payment_intents.search) compares tokens as `lower(col) = 'value'` and metadata as
+# `metadata_lower_values(metadata) @> {"key": "value"}`; the function is the migration's
+# (20261204_7c3f19a0e5d2), repeated here for `create_all`.
 for _field in ("status", "currency", "customer"):
     Index(
         f"ix_payment_intents_lower_{_field}",
@@ -77,9 +89,19 @@ for _field in ("status", "currency", "customer"):
         PaymentIntent.created,
         PaymentIntent.id,
     ).ddl_if(dialect="postgresql")
+event.listen(
+    PaymentIntent.__table__,
+    "before_create",
+    DDL(  # type: ignore[no-untyped-call]
+        "CREATE OR REPLACE FUNCTION metadata_lower_values(metadata jsonb) RETURNS jsonb "
+        "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT CASE WHEN jsonb_typeof(metadata) = "
+        "'object' THEN coalesce((SELECT jsonb_object_agg(key, lower(value)) FROM "
+        "jsonb_each_text(metadata)), '{}'::jsonb) ELSE '{}'::jsonb END $$"
+    ).execute_if(dialect="postgresql"),
+)
 Index(
-    "ix_payment_intents_lower_metadata",
-    text("(lower(metadata::text)::jsonb) jsonb_path_ops"),
+    "ix_payment_intents_metadata_lower_values",
+    text("metadata_lower_values(metadata) jsonb_path_ops"),
     _table=cast(Table, PaymentIntent.__table__),
     postgresql_using="gin",
 ).ddl_if(dialect="postgresql")

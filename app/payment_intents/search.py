@@ -79,9 +79,8 @@ def _positive(clause: Clause) -> ColumnElement[bool]:
     column: Any
     if clause.key is not None:
         column = PaymentIntent.metadata_[clause.key].as_string()
-        if clause.value:
-            exact = and_(column.is_not(None), func.lower(column) == clause.value.lower())
-            return and_(_MetadataContains(clause.key, clause.value), exact)
+        if clause.value is not None:
+            return _MetadataMatches(clause.key, clause.value)
     else:
         column = _COLUMNS[clause.field]
     if clause.value is None:
@@ -102,31 +101,36 @@ def _positive(clause: Clause) -> ColumnElement[bool]:
     return and_(column.is_not(None), func.lower(column) == clause.value.lower())
 
 
-class _MetadataContains(ColumnElement[bool]):
-    """On Postgres, `lower(metadata::text)::jsonb @> lower('{"key": "value"}')::jsonb`: true of
-    every row whose `lower(metadata->>'key')` is the lower-cased value (Postgres lowers both
-    sides alike), and answered by the GIN index over that expression, so the exact comparison
-    beside it only rechecks the rows found. Lowering the whole document lowers the keys too,
-    which only widens the match: the exact comparison keeps keys case-sensitive. Elsewhere it is
-    always true."""
+class _MetadataMatches(ColumnElement[bool]):
+    """`lower(metadata->>'key') = lower('value')`, written on Postgres as containment in the
+    metadata with lower-cased values (`metadata_lower_values`, a function of the migration):
+    the same rows, answered by the GIN index over that expression, as one condition whose
+    selectivity the planner knows from the index's statistics. Never SQL NULL."""
 
     inherit_cache = True
     type = Boolean()
 
     def __init__(self, key: str, value: str) -> None:
-        self.document = json.dumps({key: value.lower()}, ensure_ascii=False)
+        self.key = key
+        self.value = value
 
 
-@compiles(_MetadataContains)
-def _contains_anywhere(element: _MetadataContains, compiler: SQLCompiler, **kw: Any) -> str:
-    return "1"
+@compiles(_MetadataMatches)
+def _matches_anywhere(element: _MetadataMatches, compiler: SQLCompiler, **kw: Any) -> str:
+    column = PaymentIntent.metadata_[element.key].as_string()
+    exact = and_(column.is_not(None), func.lower(column) == func.lower(element.value))
+    return f"({compiler.process(exact, **kw)})"
 
 
-@compiles(_MetadataContains, "postgresql")
-def _contains_on_postgres(element: _MetadataContains, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(_MetadataMatches, "postgresql")
+def _matches_on_postgres(element: _MetadataMatches, compiler: SQLCompiler, **kw: Any) -> str:
     column = compiler.process(PaymentIntent.__table__.c.metadata, **kw)
-    document = compiler.process(literal(element.document), **kw)
-    return f"(lower({column}::text)::jsonb @> CAST(lower(CAST({document} AS TEXT)) AS JSONB))"
+    key = compiler.process(literal(element.key), **kw)
+    value = compiler.process(literal(element.value), **kw)
+    return (
+        f"(metadata_lower_values({column}) @> "
+        f"jsonb_build_object(CAST({key} AS TEXT), lower(CAST({value} AS TEXT))))"
+    )
 
 
 def digest(query: str) -> str:

@@ -11,10 +11,14 @@ as on page 1. They replace the indexes whose prefix they extend.
 On Postgres only (SQLite runs the same queries without them):
 - `lower(status|currency|customer), created, id`: search compares tokens case-insensitively with
   `lower(col) = 'value'`, which only an index on that expression serves.
-- GIN `jsonb_path_ops` over `lower(metadata::text)::jsonb`: search adds a containment test on it
-  (`@> '{"key": "value"}'`, lower-cased) in front of its exact `lower(metadata->>'key')`
-  comparison, so `metadata['key']:'value'` is an index lookup.
-- `amount`: ranges on amount that few rows satisfy.
+- `metadata_lower_values(metadata)`: the metadata with its values lower-cased (keys as they are),
+  and a GIN `jsonb_path_ops` index over it: search writes `metadata['key']:'value'` as
+  `metadata_lower_values(metadata) @> {"key": lower('value')}`, the very meaning of
+  `lower(metadata->>'key') = lower('value')`, as one condition the index answers and whose
+  selectivity the planner reads from that index's statistics.
+- `amount`: ranges on amount that few rows satisfy; with 1,000 histogram buckets (not 100) so the
+  planner sees how few rows a threshold in the long tail of amounts keeps (at 1M rows, 100 buckets
+  overestimated `amount > p99.9` ninefold and it scanned by `created` instead, 16 ms).
 """
 
 from collections.abc import Sequence
@@ -27,12 +31,21 @@ down_revision: str | Sequence[str] | None = "d41c7e9a2b10"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# IMMUTABLE, as an index expression must be; it is (it reads only its argument).
+LOWER_VALUES = """
+CREATE FUNCTION metadata_lower_values(metadata jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT CASE WHEN jsonb_typeof(metadata) = 'object' THEN coalesce(
+    (SELECT jsonb_object_agg(key, lower(value)) FROM jsonb_each_text(metadata)), '{}'::jsonb
+  ) ELSE '{}'::jsonb END
+$$
+"""
 POSTGRES_ONLY = {
     "ix_payment_intents_lower_status": ("payment_intents (lower(status), created, id)"),
     "ix_payment_intents_lower_currency": ("payment_intents (lower(currency), created, id)"),
     "ix_payment_intents_lower_customer": ("payment_intents (lower(customer), created, id)"),
-    "ix_payment_intents_lower_metadata": (
-        "payment_intents USING gin ((lower(metadata::text)::jsonb) jsonb_path_ops)"
+    "ix_payment_intents_metadata_lower_values": (
+        "payment_intents USING gin (metadata_lower_values(metadata) jsonb_path_ops)"
     ),
     "ix_payment_intents_amount": "payment_intents (amount)",
 }
@@ -58,15 +71,19 @@ def upgrade() -> None:
             "ix_payment_intents_customer_created_id", ["customer", "created", "id"]
         )
     if op.get_context().dialect.name == "postgresql":
+        op.execute(LOWER_VALUES)
         for name, target in POSTGRES_ONLY.items():
             op.execute(f"CREATE INDEX {name} ON {target}")
+        op.execute("ALTER TABLE payment_intents ALTER COLUMN amount SET STATISTICS 1000")
 
 
 def downgrade() -> None:
     """Downgrade schema."""
     if op.get_context().dialect.name == "postgresql":
+        op.execute("ALTER TABLE payment_intents ALTER COLUMN amount SET STATISTICS -1")
         for name in POSTGRES_ONLY:
             op.execute(f"DROP INDEX {name}")
+        op.execute("DROP FUNCTION metadata_lower_values(jsonb)")
     with op.batch_alter_table("payment_intents", schema=None) as batch_op:
         batch_op.drop_index("ix_payment_intents_customer_created_id")
         batch_op.drop_index("ix_payment_intents_status_created_id")
