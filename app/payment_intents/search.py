@@ -107,7 +107,7 @@ class _MetadataMatches(ColumnElement[bool]):
     the same rows, answered by the GIN index over that expression, as one condition whose
     selectivity the planner knows from the index's statistics. Never SQL NULL."""
 
-    inherit_cache = True
+    inherit_cache = False  # never cached: the key and value are compiled into the statement
     type = Boolean()
 
     def __init__(self, key: str, value: str) -> None:
