@@ -29,7 +29,11 @@ class OrderStatus(StrEnum):
 class Order(Timestamps, Base):
     __tablename__ = "orders"
     __table_args__ = (
-        Index("ix_orders_customer_status", "customer", "status"),
+        # Lists filter by status and/or customer and page newest first by (created_at, id).
+        Index("ix_orders_created_at_id", "created_at", "id"),
+        Index("ix_orders_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_orders_customer_created_at_id", "customer", "created_at", "id"),
+        Index("ix_orders_customer_status_created_at_id", "customer", "status", "created_at", "id"),
         UniqueConstraint("idempotency_owner", "idempotency_key"),
     )
 
@@ -39,7 +43,7 @@ class Order(Timestamps, Base):
     currency: Mapped[str] = mapped_column(String(3))
     amount_received: Mapped[int] = mapped_column(BigInteger, default=0)
     amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
-    customer: Mapped[str | None] = mapped_column(StripeId, index=True)
+    customer: Mapped[str | None] = mapped_column(StripeId)
     payment_intent: Mapped[str | None] = mapped_column(StripeId, unique=True)
     checkout_session: Mapped[str | None] = mapped_column(StripeId, unique=True)
     description: Mapped[str | None] = mapped_column(String(1000))

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import (
+    DDL,
+    BigInteger,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    UniqueConstraint,
+    event,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, Json, StripeId, Timestamps, utcnow
@@ -43,7 +54,13 @@ class PaymentIntent(Timestamps, Base):
     """What we last saw of a PaymentIntent; search and lists are answered from here."""
 
     __tablename__ = "payment_intents"
-    __table_args__ = (Index("ix_payment_intents_status_created", "status", "created"),)
+    __table_args__ = (
+        # Lists and searches page newest first by (created, id); see also the Postgres-only
+        # indexes below this class, which serve search's case-insensitive comparisons.
+        Index("ix_payment_intents_created_id", "created", "id"),
+        Index("ix_payment_intents_status_created_id", "status", "created", "id"),
+        Index("ix_payment_intents_customer_created_id", "customer", "created", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     stripe_id: Mapped[str] = mapped_column(StripeId, unique=True)
@@ -53,13 +70,42 @@ class PaymentIntent(Timestamps, Base):
     amount_received: Mapped[int] = mapped_column(BigInteger, default=0)
     amount_capturable: Mapped[int] = mapped_column(BigInteger, default=0)
     currency: Mapped[str] = mapped_column(String(3))
-    customer: Mapped[str | None] = mapped_column(StripeId, index=True)
+    customer: Mapped[str | None] = mapped_column(StripeId)
     capture_method: Mapped[str | None] = mapped_column(String(32))
     latest_charge: Mapped[str | None] = mapped_column(StripeId)
     created: Mapped[int] = mapped_column(BigInteger)  # Stripe's unix seconds
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", Json, default=dict)
     # The Stripe object as last seen, without its client secret.
     data: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+
+
+# Search (app.payment_intents.search) compares tokens as `lower(col) = 'value'` and metadata as
+# `metadata_lower_values(metadata) @> {"key": "value"}`; the function is the migration's
+# (20261204_7c3f19a0e5d2), repeated here for `create_all`.
+for _field in ("status", "currency", "customer"):
+    Index(
+        f"ix_payment_intents_lower_{_field}",
+        func.lower(PaymentIntent.__table__.c[_field]),
+        PaymentIntent.created,
+        PaymentIntent.id,
+    ).ddl_if(dialect="postgresql")
+event.listen(
+    PaymentIntent.__table__,
+    "before_create",
+    DDL(  # type: ignore[no-untyped-call]
+        "CREATE OR REPLACE FUNCTION metadata_lower_values(metadata jsonb) RETURNS jsonb "
+        "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT CASE WHEN jsonb_typeof(metadata) = "
+        "'object' THEN coalesce((SELECT jsonb_object_agg(key, lower(value)) FROM "
+        "jsonb_each_text(metadata)), '{}'::jsonb) ELSE '{}'::jsonb END $$"
+    ).execute_if(dialect="postgresql"),
+)
+Index(
+    "ix_payment_intents_metadata_lower_values",
+    text("metadata_lower_values(metadata) jsonb_path_ops"),
+    _table=cast(Table, PaymentIntent.__table__),
+    postgresql_using="gin",
+).ddl_if(dialect="postgresql")
+Index("ix_payment_intents_amount", PaymentIntent.amount).ddl_if(dialect="postgresql")
 
 
 class CheckoutSession(Timestamps, Base):

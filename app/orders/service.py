@@ -9,7 +9,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy import Executable, Table, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import (
+    Executable,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -243,11 +252,9 @@ async def list_orders(
                 code="resource_missing",
                 param="starting_after",
             )
+        # A row comparison, which an index ending in (created_at, id) answers as a range.
         query = query.where(
-            or_(
-                Order.created_at < cursor.created_at,
-                and_(Order.created_at == cursor.created_at, Order.id < cursor.id),
-            )
+            tuple_(Order.created_at, Order.id) < tuple_(cursor.created_at, cursor.id)
         )
     query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
     orders = (await session.scalars(query)).all()

@@ -37,7 +37,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from stripe.params import (
@@ -559,7 +559,5 @@ def _newest_first(query: Any) -> Any:
 
 
 def _below(created: int, row_id: int) -> Any:
-    return or_(
-        PaymentIntent.created < created,
-        and_(PaymentIntent.created == created, PaymentIntent.id < row_id),
-    )
+    # A row comparison, which an index ending in (created, id) answers as a range.
+    return tuple_(PaymentIntent.created, PaymentIntent.id) < tuple_(created, row_id)
