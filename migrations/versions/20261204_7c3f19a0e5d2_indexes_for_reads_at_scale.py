@@ -1,7 +1,7 @@
 """indexes for reads at scale: every documented list and search form served by an index
 
 Revision ID: 7c3f19a0e5d2
-Revises: d41c7e9a2b10
+Revises: b1bf6637820b
 Create Date: 2026-12-04 08:50:00.000000
 
 Lists and searches answer newest first (`created DESC, id DESC`) and page by keyset, so each
@@ -27,7 +27,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "7c3f19a0e5d2"
-down_revision: str | Sequence[str] | None = "d41c7e9a2b10"
+down_revision: str | Sequence[str] | None = "b1bf6637820b"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
