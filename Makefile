@@ -12,7 +12,7 @@ EMULATOR_PORT ?=
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate emulator test fuzz lint format bench bench-emulator bench-service soak clean
+.PHONY: help install run migrate emulator test fuzz lint format bench bench-emulator bench-service bench-reconcile soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -64,6 +64,10 @@ bench-emulator: install ## PaymentIntent creations/s through the emulator with 1
 
 bench-service: install ## POST /payment-intents vs the seed's Express endpoint (needs node, Postgres)
 	$(BIN)/python -m bench.service $(BENCH_SERVICE_ARGS)
+
+N ?= 100000
+bench-reconcile: install ## One reconcile from its events cursor over N orders, 1% paid at Stripe unseen (needs wrk, Postgres)
+	$(BIN)/python -m bench.reconcile --orders $(N) $(BENCH_RECONCILE_ARGS)
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var
