@@ -8,20 +8,19 @@ its own short transaction (a failure costs that item only); a run is safe on a s
 the live service and its webhooks, and on Postgres one run at a time holds an advisory lock (a
 second one exits 2 at once).
 
-1. Events: Stripe's events since the cursor (from its `created`, less a few seconds so that one
+1. Orders with no payment intent (their create lost Stripe's answer, or their process died),
+   not in a final state and older than `--min-age` seconds, are looked up at Stripe by the
+   `service_order_id` in their intent's metadata and linked; if Stripe has none and the order
+   was not touched for `--min-age` (a retry resuming it touches it first), it is `abandoned`,
+   with the reason in its history. Stripe's search lags writes by up to a minute, well within the
+   default minimum age (300 s). Checkout orders are left to their session's events.
+2. Events: Stripe's events since the cursor (from its `created`, less a few seconds so that one
    listed late is not missed; what the inbox already holds is skipped) that are not in the
    webhook inbox go through the webhook endpoint's own path (`app.webhooks.handlers.receive`):
    stored once, applied by the same handlers and state machine, oldest first. This is how lost
-   webhooks and lost answers (a capture, a cancel, a refund) reach their orders.
-2. Orders the events cannot settle, not in a final state and older than `--min-age` seconds:
-   one with no payment intent (its create lost Stripe's answer, or its process died) is looked
-   up at Stripe by the `service_order_id` in its intent's metadata and linked; if Stripe has none
-   and the order was not touched for `--min-age` (a retry resuming it touches it first), it is
-   `abandoned`, with the reason in its history. Stripe's search lags writes by up to a minute,
-   well within the default minimum age (300 s). An order whose intent had an event since the
-   cursor that failed or came out `unmatched` has its intent retrieved and recorded
-   (`sync_payment_intent`, source `reconcile`). Checkout orders are left to their session's
-   events.
+   webhooks and lost answers (a capture, a cancel, a refund) reach their orders. An order whose
+   intent had an event that failed or came out `unmatched` then has its intent retrieved and
+   recorded (`sync_payment_intent`, source `reconcile`).
 3. Orphans: Stripe's payment intents created since the last run's window (`--since-days` at
    most) carrying a `service_order_id` whose order is missing, abandoned, or linked to another
    intent. An uncaptured one is canceled at Stripe (nobody can pay it any more); a captured one is
@@ -48,12 +47,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from stripe.params import InvoiceListParams, PaymentIntentCancelParams, PaymentIntentListParams
 
@@ -181,30 +181,35 @@ async def _run(
     until = now - min_age  # younger intents may belong to an order being created right now
     cursor = None if full else await reconcile_cursor.load(sessionmaker, EVENTS)
     read: EventsRead | None = None
+    errors_before = report.errors
     why = "--full" if full else "no cursor yet: the first run"
     if cursor is not None:
         why = f"the cursor {cursor.stripe_id} is past the {MAX_EVENT_DAYS} days Stripe keeps events"
         if now - cursor.created < STALE_SECONDS:
             say(f"events: since the cursor {cursor.stripe_id} ({_when(cursor.created)})")
+            # Orders with no intent first, as the full pass does: a line names what search links.
+            await _orders(sessionmaker, gateway, min_age, _unlinked, report, say)
             read = await _events(
                 sessionmaker, gateway, cursor.created - OVERLAP_SECONDS, cursor, report, say
             )
             if read.stale:
                 read = None
-    item_errors = report.errors
     if read is None:
         report.full_pass = True
         say(f"events: full pass ({why}): every unsettled order's payment intent is retrieved")
-        await _orders(sessionmaker, gateway, min_age, None, report, say)
+        await _orders(sessionmaker, gateway, min_age, unsettled_order_ids, report, say)
         orphans_ok = await _orphans(sessionmaker, gateway, oldest, until, report, say)
-        item_errors = report.errors - item_errors
         read = await _events(sessionmaker, gateway, oldest, None, report, say)
     else:
-        await _orders(sessionmaker, gateway, min_age, read.recheck, report, say)
+        if read.recheck:
+            pick = partial(_linked_to, intents=read.recheck)
+            await _orders(sessionmaker, gateway, min_age, pick, report, say)
         checked = await reconcile_cursor.load(sessionmaker, ORPHANS)
         since = oldest if checked is None else max(oldest, checked.created - OVERLAP_SECONDS)
         orphans_ok = await _orphans(sessionmaker, gateway, since, until, report, say)
-        item_errors = report.errors - item_errors
+    # An order or orphan that failed: the next run reads the same events again (the cursor
+    # stays); an event that failed holds the cursor before it (`read.done`).
+    item_errors = report.errors - errors_before - read.failed
     await _billing(sessionmaker, gateway, report, say)
     if orphans_ok:
         await reconcile_cursor.save(sessionmaker, ORPHANS, Position(None, until))
@@ -223,18 +228,14 @@ async def _orders(
     sessionmaker: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
     min_age_seconds: int,
-    recheck: set[str] | None,
+    pick: Callable[[AsyncSession, datetime], Awaitable[list[str]]],
     report: Report,
     say: Callable[[str], None],
 ) -> None:
-    """Every unsettled order (`recheck` None: a full pass), or those the events cannot settle:
-    no payment intent, or an intent in `recheck`."""
+    """Bring the unsettled orders `pick` names (created before `--min-age`) to Stripe's state."""
     created_before = utcnow() - timedelta(seconds=min_age_seconds)
     async with sessionmaker() as session:
-        if recheck is None:
-            order_ids = await unsettled_order_ids(session, created_before)
-        else:
-            order_ids = await _unsettled_without_events(session, created_before, recheck)
+        order_ids = await pick(session, created_before)
     for order_id in order_ids:
         report.orders_checked += 1
         try:
@@ -249,21 +250,30 @@ async def _orders(
             say(line)
 
 
-async def _unsettled_without_events(
-    session: AsyncSession, created_before: datetime, recheck: set[str]
+async def _unlinked(session: AsyncSession, created_before: datetime) -> list[str]:
+    """Unsettled orders with no payment intent (and no Checkout Session, whose events settle
+    them): no event of Stripe's names them until they are linked; oldest first."""
+    return await _unsettled(
+        session, created_before, Order.payment_intent.is_(None), Order.checkout_session.is_(None)
+    )
+
+
+async def _linked_to(
+    session: AsyncSession, created_before: datetime, *, intents: set[str]
 ) -> list[str]:
-    """Unsettled orders no event can settle: no payment intent and no Checkout Session, or an
-    intent whose event since the cursor failed or was unmatched; oldest first."""
-    unlinked = Order.payment_intent.is_(None) & Order.checkout_session.is_(None)
-    needs_stripe: ColumnElement[bool] = unlinked
-    if recheck:
-        needs_stripe = or_(needs_stripe, Order.payment_intent.in_(sorted(recheck)))
+    """Unsettled orders linked to one of `intents` (whose events failed or were unmatched)."""
+    return await _unsettled(session, created_before, Order.payment_intent.in_(sorted(intents)))
+
+
+async def _unsettled(
+    session: AsyncSession, created_before: datetime, *where: ColumnElement[bool]
+) -> list[str]:
     rows = await session.scalars(
         select(Order.id)
         .where(
             Order.status.not_in([s.value for s in FINAL]),
             Order.created_at < created_before,
-            needs_stripe,
+            *where,
         )
         .order_by(Order.created_at, Order.id)
     )
@@ -443,6 +453,7 @@ class EventsRead:
     done: Position | None = None
     recheck: set[str] = field(default_factory=set)
     stale: bool = False
+    failed: int = 0  # events whose apply raised an error
 
 
 async def _events(
@@ -477,7 +488,9 @@ async def _events(
     for payload in reversed(listed):  # Stripe lists newest first
         outcome = outcomes.get(payload["id"])
         if outcome is None:
+            errors = report.errors
             outcome = await _apply_event(sessionmaker, gateway, payload, report, say)
+            read.failed += report.errors - errors
         if outcome is None or outcome == handlers.Outcome.UNMATCHED.value:
             read.recheck |= _intent_of(payload)
         blocked = blocked or outcome is None
