@@ -12,7 +12,7 @@ EMULATOR_PORT ?=
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate emulator test fuzz lint format bench bench-emulator bench-service bench-scale soak clean
+.PHONY: help install run migrate emulator test fuzz lint format bench bench-emulator bench-service bench-scale bench-reconcile soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -65,9 +65,13 @@ bench-emulator: install ## PaymentIntent creations/s through the emulator with 1
 bench-service: install ## POST /payment-intents vs the seed's Express endpoint (needs node, Postgres)
 	$(BIN)/python -m bench.service $(BENCH_SERVICE_ARGS)
 
-N ?= 1000000
+# N: how many orders a bench-scale or bench-reconcile run loads (defaults 1M and 100,000).
+N ?=
 bench-scale: install ## N orders (default 1M) in Postgres: every documented read's p50/p99 and EXPLAIN
-	$(BIN)/python -m bench.scale --n $(N) $(BENCH_SCALE_ARGS)
+	$(BIN)/python -m bench.scale --n $(or $(N),1000000) $(BENCH_SCALE_ARGS)
+
+bench-reconcile: install ## One reconcile from its events cursor over N orders (default 100,000), 1% paid at Stripe unseen (needs wrk, Postgres)
+	$(BIN)/python -m bench.reconcile --orders $(or $(N),100000) $(BENCH_RECONCILE_ARGS)
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var

@@ -5,11 +5,12 @@ python -m app run        migrate, then serve; with no STRIPE_SECRET_KEY (sandbox
                          starts the Stripe emulator wired to the service's webhook endpoint;
                          --port (8000) and --emulator-port (12111); exits 1 if either port is
                          taken or either process fails
-python -m app reconcile  apply what Stripe holds to orders whose webhooks were lost (every
-                         unfinished order's payment intent, then Stripe events not in the
-                         inbox), links or abandons orders with no intent, cancels uncaptured
-                         orphan intents; prints each change; exits 1 if an item failed or a
-                         captured orphan was found
+python -m app reconcile  apply what Stripe holds to orders whose webhooks were lost (Stripe's
+                         events since its stored cursor that are not in the inbox; with no
+                         cursor, --full, or one older than 30 days, every unfinished order's
+                         payment intent first), links or abandons orders with no intent, cancels
+                         uncaptured orphan intents; prints each change; exits 1 if an item failed
+                         or a captured orphan was found, 2 if another reconcile is running
 python -m app audit      hold the orders of a window against Stripe (paid here and not there or
                          the reverse, amounts, orphan intents, double charges, unmatched events);
                          exits 1 if anything affects money
@@ -447,6 +448,12 @@ def main(argv: list[str] | None = None) -> None:
         help=f"Stripe events and intents of the last DAYS days, 1 to {MAX_EVENT_DAYS} (default)",
     )
     reconcile_parser.add_argument(
+        "--full",
+        action="store_true",
+        help="ignore the events cursor: retrieve every unfinished order's payment intent, look "
+        "for orphans and apply events over --since-days, then store a new cursor",
+    )
+    reconcile_parser.add_argument(
         "--metrics-file",
         metavar="PATH",
         help="also write the run's counts there, for node_exporter's textfile collector",
@@ -508,9 +515,12 @@ def _dispatch(args: argparse.Namespace) -> None:
                 settings,
                 min_age_seconds=max(0, min_age),
                 since_days=args.since_days,
+                full=args.full,
                 out=say,
             )
         )
+        if report.busy:
+            sys.exit(2)
         if args.metrics_file:
             write_job_metrics(args.metrics_file, "reconcile", report.counts())
         sys.exit(1 if report.failed else 0)

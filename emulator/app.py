@@ -22,6 +22,7 @@ from emulator.context import Ctx, Emulator
 from emulator.errors import StripeError, invalid_request, unrecognized_url
 from emulator.expand import expand
 from emulator.forms import decode
+from emulator.resources import controls
 from emulator.routing import Response, Route, router
 from emulator.schema import validate
 
@@ -113,6 +114,7 @@ class EmulatorApp:
         emu = self.emu
         account = _api_key(scope) if route.api else ""
         if route.api:
+            controls.count_request(emu, route.name)
             versions.check(_version_header(scope))
         key = (_header(scope, b"idempotency-key") or b"").decode() or None
         faults = emu.faults.for_request(method, route.template, path) if route.api else []

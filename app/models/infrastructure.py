@@ -1,4 +1,4 @@
-"""The webhook inbox and the Idempotency-Key store."""
+"""The webhook inbox, the Idempotency-Key store, and reconcile's cursor in Stripe's events."""
 
 from __future__ import annotations
 
@@ -41,3 +41,16 @@ class IdempotencyKey(Base):
     # The process that claimed the key while its request runs (on Postgres, the key of a session
     # advisory lock it holds while it lives): a claim whose holder died is taken over at once.
     holder: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ReconcileCursor(Base):
+    """Where `reconcile` has got to in one of Stripe's lists, so that the next run reads only what
+    is newer: `events`, the newest event fully processed; `orphans`, the end of the last window
+    of payment intents checked for orphans."""
+
+    __tablename__ = "reconcile_cursors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    stripe_id: Mapped[str | None] = mapped_column(String(255))  # the event, for `events`
+    created: Mapped[int] = mapped_column(BigInteger)  # Stripe's `created`, Unix seconds
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,4 +1,5 @@
-"""Test controls under `/_emulator/…`: faults, reset, clock, webhook delivery log, health.
+"""Test controls under `/_emulator/…`: faults, reset, clock, webhook delivery log, health, and the
+count of `/v1` requests served per route.
 
 Resource-specific controls (completing a checkout session, finishing 3-D Secure) live beside
 their resource.
@@ -6,12 +7,21 @@ their resource.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from emulator import billing
-from emulator.context import Ctx
+from emulator.context import Ctx, Emulator
 from emulator.errors import invalid_request, not_found
 from emulator.routing import router
+
+_requests: WeakKeyDictionary[Emulator, Counter[str]] = WeakKeyDictionary()
+
+
+def count_request(emu: Emulator, route: str) -> None:
+    """Count one `/v1` request `emu` received for `route` ("GET /v1/events"), faulted or not."""
+    _requests.setdefault(emu, Counter())[route] += 1
 
 
 @router.route("POST", "/_emulator/faults", body="json")
@@ -43,8 +53,10 @@ def remove_fault(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
 
 @router.route("DELETE", "/_emulator/data")
 def reset(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
-    """Forget every object, key, fault and pending delivery; reload the demo catalogue."""
+    """Forget every object, key, fault, pending delivery and request count; reload the demo
+    catalogue."""
     ctx.emu.reset()
+    _requests.pop(ctx.emu, None)
     return {"deleted": True}
 
 
@@ -76,6 +88,14 @@ def health(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
         "objects": {k: len(c) for k, c in ctx.store.collections.items()},
         "idempotency": {"keys": len(keys.saved), "in_use": keys.in_use, "replayed": keys.replayed},
     }
+
+
+@router.route("GET", "/_emulator/requests")
+def requests(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    """The `/v1` requests received since start or the last reset, each attempt counted (an SDK
+    retry is a second request): `total`, and `by_route` keyed by "METHOD /template"."""
+    counts = _requests.get(ctx.emu, Counter())
+    return {"total": counts.total(), "by_route": dict(sorted(counts.items()))}
 
 
 @router.route("GET", "/_emulator/routes")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.fixtures.emulator import sdk_client, start_emulator, stop_emulator
 from tests.fixtures.service import (
@@ -179,16 +180,23 @@ def leave_orders_behind(stack: Stack) -> list[Stuck]:
 
 
 class TestReconcile:
-    def test_lost_webhooks_are_made_good_once(self, stack: Stack) -> None:
+    @pytest.mark.parametrize("mode", ["full", "cursor"])
+    def test_lost_webhooks_are_made_good_once(self, stack: Stack, mode: str) -> None:
+        if mode == "cursor":
+            ready = run_reconcile(stack)  # leaves the events cursor where Stripe is now
+            assert ready.returncode == 0, ready.stdout + ready.stderr
         with fault(stack, webhook="drop"):
             stuck = leave_orders_behind(stack)
         for case in stuck:
             assert stack.order(case.order_id)["status"] == case.now, case
 
-        first = run_reconcile(stack)
+        first = run_reconcile(stack, *(["--full"] if mode == "full" else []))
 
         assert first.returncode == 0, first.stdout + first.stderr
         lines = first.stdout.splitlines()
+        assert lines[0].startswith(
+            "events: full pass (--full)" if mode == "full" else "events: since the cursor evt_"
+        ), first.stdout
         assert lines[-1].startswith("reconcile: "), first.stdout
         for case in stuck:
             order = stack.order(case.order_id)
