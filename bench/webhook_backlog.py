@@ -311,7 +311,7 @@ def check(connection: Connection, prefix: str, orders: int) -> Checked:
     inbox = connection.scalar(
         text("SELECT count(*) FROM webhook_events WHERE stripe_event_id LIKE :like"), like
     )
-    outcomes = dict(
+    outcomes: dict[str, int] = dict(
         connection.execute(
             text(
                 "SELECT outcome, count(*) FROM webhook_events WHERE stripe_event_id LIKE :like "
@@ -328,7 +328,7 @@ def check(connection: Connection, prefix: str, orders: int) -> Checked:
         like,
     )
     expected = ", ".join(f"({k}, '{FLOWS[kind][1]}')" for k, kind in enumerate(KINDS))
-    wrong = dict(
+    wrong: dict[str, int] = dict(
         connection.execute(
             text(
                 "SELECT o.status || ' (expected ' || e.status || ')', count(*) FROM orders AS o "
