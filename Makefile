@@ -12,7 +12,7 @@ EMULATOR_PORT ?=
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate emulator test fuzz lint format bench bench-emulator bench-service soak clean
+.PHONY: help install run migrate emulator test fuzz lint format bench bench-emulator bench-service bench-webhooks soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -54,7 +54,7 @@ format: install ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: bench-emulator bench-service ## Every benchmark (needs wrk: apt-get install wrk)
+bench: bench-emulator bench-service bench-webhooks ## Every benchmark (needs wrk: apt-get install wrk)
 
 soak: install ## 1,000 payment flows, 2 service processes, Stripe faults, a SIGKILL (needs Postgres)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
@@ -64,6 +64,9 @@ bench-emulator: install ## PaymentIntent creations/s through the emulator with 1
 
 bench-service: install ## POST /payment-intents vs the seed's Express endpoint (needs node, Postgres)
 	$(BIN)/python -m bench.service $(BENCH_SERVICE_ARGS)
+
+bench-webhooks: install ## Signed events/s vs bare verification; a 100,000-event backlog drained (Postgres)
+	$(BIN)/python -m bench.webhook_backlog $(BENCH_WEBHOOKS_ARGS)
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var
