@@ -39,10 +39,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.service import WEBHOOK_SECRET, recreate, service_env, sign, stop, uvicorn
+from bench.service import (
+    WEBHOOK_SECRET,
+    recreate,
+    service_env,
+    sign,
+    stop,
+    uvicorn,
+    wait_for_port,
+)
 from bench.wrk import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -142,14 +151,40 @@ def load_orders(connection: Connection, prefix: str, count: int) -> None:
     )
 
 
+# A payment intent as Stripe sends it (every field), made once by the emulator: events carry the
+# whole object, and the anchor's cost (the SDK builds a StripeObject of it) grows with its size.
+TEMPLATE: dict[str, object] = {}
+
+
+def fetch_template() -> None:
+    port = free_port()
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--port", str(port), "--empty"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, emulator, "the emulator")
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/v1/payment_intents",
+            data={"amount": AMOUNT, "currency": "usd", "metadata[service_order_id]": "ord_x"},
+            auth=("sk_test_bench", ""),
+            timeout=30,
+        )
+        response.raise_for_status()
+        TEMPLATE.update(response.json())
+    finally:
+        stop(emulator)
+
+
 def intent(prefix: str, n: int, status: str, created: int, **fields: object) -> dict[str, object]:
     return {
+        **TEMPLATE,
         "id": intent_id(prefix, n),
-        "object": "payment_intent",
         "amount": AMOUNT,
         "amount_capturable": 0,
         "amount_received": 0,
         "capture_method": "automatic",
+        "client_secret": f"{intent_id(prefix, n)}_secret_bench",
         "created": created,
         "currency": "usd",
         "last_payment_error": None,
@@ -366,6 +401,7 @@ def main() -> None:
     parser.add_argument("--keep-database", action="store_true")
     args = parser.parse_args()
     per_run = 4000 * args.seconds  # more first deliveries than a run can take
+    fetch_template()
     recreate(args.database_url)
     env = service_env(args.database_url, "http://127.0.0.1:9")
     subprocess.run(
