@@ -489,6 +489,7 @@ def run(
             urls["service"], backlog, connections=args.connections, seconds=900, once=True
         )
     rss_after = {pid: rss_kb(pid) for pid in workers}
+    write_backlog(backlog, "bb", orders, args.events, args.seed)  # signed afresh: 300 s
     anchor = post(urls["bare"], backlog, connections=args.connections, seconds=900, once=True)
     with engine.connect() as connection:
         checked = check(connection, "bb", orders)
