@@ -12,7 +12,7 @@ EMULATOR_PORT ?=
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate emulator test fuzz lint format bench bench-emulator bench-service bench-scale bench-reconcile soak clean
+.PHONY: help install run migrate emulator test fuzz lint format bench bench-emulator bench-service bench-webhooks bench-scale bench-reconcile soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -54,7 +54,7 @@ format: install ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: bench-emulator bench-service ## Every benchmark (needs wrk: apt-get install wrk)
+bench: bench-emulator bench-service bench-webhooks ## Every benchmark (needs wrk: apt-get install wrk)
 
 soak: install ## 1,000 payment flows, 2 service processes, Stripe faults, a SIGKILL (needs Postgres)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
@@ -72,6 +72,9 @@ bench-scale: install ## N orders (default 1M) in Postgres: every documented read
 
 bench-reconcile: install ## One reconcile from its events cursor over N orders (default 100,000), 1% paid at Stripe unseen (needs wrk, Postgres)
 	$(BIN)/python -m bench.reconcile --orders $(or $(N),100000) $(BENCH_RECONCILE_ARGS)
+
+bench-webhooks: install ## Signed events/s vs bare verification; a 100,000-event backlog drained (Postgres)
+	$(BIN)/python -m bench.webhook_backlog $(BENCH_WEBHOOKS_ARGS)
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var

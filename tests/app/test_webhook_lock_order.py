@@ -27,7 +27,7 @@ from app.db import create_engine, create_sessionmaker
 from app.orders.service import insert_order, link_payment_intent
 from app.stripe_gateway import StripeGateway
 from app.webhooks import fast_path, handlers
-from app.webhooks.inbox import Receipt
+from app.webhooks.inbox import STORE, Outcome, Receipt, store_params
 from tests.app.test_webhooks import create_intent, event, history, snapshot
 from tests.fixtures.service import Replica, Stack, postgres_database, sign_event
 
@@ -235,3 +235,87 @@ async def one_round(
         transitions = [(m.from_status, m.to_status) for m in moves if m.order_id == order_id]
         assert len(transitions) == len(set(transitions)), transitions
         assert sorted(sources) == sorted(e["id"] for e in evts if stored[e["id"]] == "applied")
+
+
+@pytest.mark.skipif(not POSTGRES, reason="TEST_DATABASE_URL is not set")
+def test_the_fast_path_locks_no_order_while_its_inbox_insert_waits() -> None:
+    """The fast path stores the event and locks the order in one statement
+    (`fast_path.STORE_THEN_LOCK`); the lock must still come after the INSERT. Here the INSERT
+    waits for another transaction holding the same event's inbox row (a duplicate delivery in
+    flight on the general path), and the order stays free for that transaction to take."""
+    assert POSTGRES is not None
+    with postgres_database(POSTGRES, "store_then_lock") as url:
+        asyncio.run(insert_waits_with_the_order_free(url))
+
+
+async def insert_waits_with_the_order_free(url: str) -> None:
+    engine = create_engine(url, 5, direct_pool_size=2)
+    try:
+        intent = {
+            "id": f"pi_store_then_lock_{secrets.token_hex(6)}",
+            "object": "payment_intent",
+            "amount": 2000,
+            "amount_received": 0,
+            "currency": "usd",
+            "status": "requires_payment_method",
+            "created": 1_700_000_000,
+            "metadata": {},
+        }
+        order_id = await insert_order(engine, amount=2000, currency="usd", source="test")
+        assert await link_payment_intent(engine, order_id, intent, "test")
+        succeeded = event(
+            "payment_intent.succeeded", {**intent, "status": "succeeded", "amount_received": 2000}
+        )
+        async with engine.connect() as duplicate:
+            await duplicate.execute(STORE[True], store_params(succeeded, Outcome.RECEIVED))
+            fast = asyncio.create_task(fast_path.receive(engine, succeeded))
+            await waiting_for_a_lock(engine)
+            # The duplicate's transaction goes on to take the order, as the general path would:
+            # with the fast path's INSERT waiting, the order is free (NOWAIT would fail if not).
+            locked = await duplicate.scalar(
+                text("SELECT id FROM orders WHERE id = :id FOR UPDATE NOWAIT"), {"id": order_id}
+            )
+            assert locked == order_id
+            assert not fast.done()
+            await duplicate.rollback()
+        receipt = await asyncio.wait_for(fast, 10)
+
+        assert receipt == Receipt(duplicate=False, outcome=Outcome.APPLIED, order_id=order_id)
+        async with engine.connect() as connection:
+            status = await connection.scalar(
+                text("SELECT status FROM orders WHERE id = :id"), {"id": order_id}
+            )
+            outcome = await connection.scalar(
+                text("SELECT outcome FROM webhook_events WHERE stripe_event_id = :id"),
+                {"id": succeeded["id"]},
+            )
+        assert (status, outcome) == ("paid", "applied")
+
+        # A redelivery while another transaction holds the order: a duplicate at once, the
+        # order neither waited for nor skipped (no row stored, so no lock taken).
+        async with engine.connect() as holder:
+            await holder.execute(
+                text("SELECT id FROM orders WHERE id = :id FOR UPDATE"), {"id": order_id}
+            )
+            again = await asyncio.wait_for(fast_path.receive(engine, succeeded), 10)
+            assert again == Receipt(duplicate=True)
+            await holder.rollback()
+    finally:
+        await pg_direct.close(engine)
+        await engine.dispose()
+
+
+async def waiting_for_a_lock(engine: AsyncEngine) -> None:
+    """Until a backend other than the caller's waits for a lock (the fast path's INSERT)."""
+    async with engine.connect() as connection:
+        for _ in range(200):
+            waiting = await connection.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            if waiting:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("the fast path's INSERT never waited for the duplicate's inbox row")
