@@ -9,13 +9,13 @@ clock's last event said), else the wall clock.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Customer, SimulatedClock, Subscription
+from app.billing.mirror import clock_now
+from app.models import Customer, Subscription
 
 ENTITLING = frozenset({"active", "trialing"})
 
@@ -53,7 +53,7 @@ async def customer_entitlements(
         known = await session.scalar(select(Customer.id).where(Customer.stripe_id == customer))
         if known is None:
             return None
-    now = await _now(session, next((row.test_clock for row in rows if row.test_clock), None))
+    now = await clock_now(session, next((row.test_clock for row in rows if row.test_clock), None))
     found: dict[str, Entitlement] = {}
     for row in rows:
         if not entitles(row.status, row.past_due_since, now, grace):
@@ -67,13 +67,3 @@ async def customer_entitlements(
             if held is None or (until or 0) > (held.until or 0):
                 found[product] = Entitlement(product, str(row.stripe_id), str(row.status), until)
     return now, sorted(found.values(), key=lambda e: e.product)
-
-
-async def _now(session: AsyncSession, clock: str | None) -> int:
-    if clock is not None:
-        frozen = await session.scalar(
-            select(SimulatedClock.frozen_time).where(SimulatedClock.id == clock)
-        )
-        if frozen is not None:
-            return int(frozen)
-    return int(time.time())

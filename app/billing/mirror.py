@@ -134,7 +134,11 @@ async def _store(
     """Write `obj` into `row` (a new row if None) and flush."""
     if kind == "subscription":
         sub = row if isinstance(row, Subscription) else Subscription()
-        at = event_created if event_created is not None else await clock_now(session, obj)
+        at = (
+            event_created
+            if event_created is not None
+            else await clock_now(session, ref(obj.get("test_clock")))
+        )
         _fill_subscription(sub, obj, at)
         stored: Row = sub
     else:
@@ -263,7 +267,7 @@ async def adopt(session: AsyncSession, row: Subscription, sub: dict[str, Any]) -
     )
     if found is None or found.id == row.id:
         if may_overwrite("subscription", row.status):
-            _fill_subscription(row, sub, await clock_now(session, sub))
+            _fill_subscription(row, sub, await clock_now(session, ref(sub.get("test_clock"))))
             row.event_created = None
         await session.flush()
         return row
@@ -274,7 +278,7 @@ async def adopt(session: AsyncSession, row: Subscription, sub: dict[str, Any]) -
     if may_overwrite("subscription", found.status):
         # The answer ends the create; the events that came first were sent during it. Should
         # one have been later, the next event finds `event_created` null and reads Stripe.
-        _fill_subscription(found, sub, await clock_now(session, sub))
+        _fill_subscription(found, sub, await clock_now(session, ref(sub.get("test_clock"))))
         found.event_created = None
     await session.flush()
     return found
@@ -289,10 +293,9 @@ async def forget_draft(session: AsyncSession, invoice_id: str) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
-async def clock_now(session: AsyncSession, obj: dict[str, Any] | None = None) -> int:
-    """Now, in unix seconds, for an object (a subscription) timed by a test clock: the clock's
-    last known time; wall time for anything else (or a clock the service has not heard of)."""
-    clock = ref((obj or {}).get("test_clock"))
+async def clock_now(session: AsyncSession, clock: str | None) -> int:
+    """Now, in unix seconds, on test clock `clock`: its last known time; wall time without one
+    (or for a clock the service has not heard of)."""
     if clock is not None:
         frozen = await session.scalar(
             select(SimulatedClock.frozen_time).where(SimulatedClock.id == clock)
