@@ -42,6 +42,7 @@ from app.errors import (
     NotFound,
 )
 from app.models import Customer
+from app.pages import newest_first
 from app.stripe_gateway import StripeGateway
 
 
@@ -183,17 +184,10 @@ async def list_customers(
     query = select(Customer).where(Customer.stripe_id.is_not(None))
     if email is not None:
         query = query.where(Customer.email == email)
-    if starting_after is not None:
-        cursor = await session.scalar(select(Customer).where(Customer.stripe_id == starting_after))
-        if cursor is None:
-            raise InvalidRequest(
-                f"No such customer: '{starting_after}'",
-                code="resource_missing",
-                param="starting_after",
-            )
-        query = query.where(Customer.id < cursor.id)
-    rows = (await session.scalars(query.order_by(Customer.id.desc()).limit(limit + 1))).all()
-    return [row.data for row in rows[:limit]], len(rows) > limit
+    rows, has_more = await newest_first(
+        session, query, Customer, "customer", limit=limit, starting_after=starting_after
+    )
+    return [row.data for row in rows], has_more
 
 
 async def attach_payment_method(

@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import InvalidRequest, NotFound
+from app.errors import NotFound
 from app.models import Invoice
+from app.pages import newest_first
 
 
 def as_read(row: Invoice) -> dict[str, Any]:
@@ -40,14 +41,7 @@ async def list_invoices(
         query = query.where(Invoice.subscription == subscription)
     if status is not None:
         query = query.where(Invoice.status == status)
-    if starting_after is not None:
-        cursor = await session.scalar(select(Invoice.id).where(Invoice.stripe_id == starting_after))
-        if cursor is None:
-            raise InvalidRequest(
-                f"No such invoice: '{starting_after}'",
-                code="resource_missing",
-                param="starting_after",
-            )
-        query = query.where(Invoice.id < cursor)
-    rows = (await session.scalars(query.order_by(Invoice.id.desc()).limit(limit + 1))).all()
-    return [as_read(row) for row in rows[:limit]], len(rows) > limit
+    rows, has_more = await newest_first(
+        session, query, Invoice, "invoice", limit=limit, starting_after=starting_after
+    )
+    return [as_read(row) for row in rows], has_more

@@ -50,6 +50,7 @@ from app.orders.service import (
     get_order,
     record_refund,
 )
+from app.pages import newest_first
 from app.refunds.schemas import RefundCreate
 from app.stripe_gateway import StripeGateway
 
@@ -220,17 +221,9 @@ async def list_refunds(
     query = select(Refund)
     if payment_intent is not None:
         query = query.where(Refund.payment_intent == payment_intent)
-    if starting_after is not None:
-        cursor = await session.scalar(select(Refund).where(Refund.stripe_id == starting_after))
-        if cursor is None:
-            raise InvalidRequest(
-                f"No such refund: '{starting_after}'",
-                code="resource_missing",
-                param="starting_after",
-            )
-        query = query.where(Refund.id < cursor.id)
-    rows = (await session.scalars(query.order_by(Refund.id.desc()).limit(limit + 1))).all()
-    return rows[:limit], len(rows) > limit
+    return await newest_first(
+        session, query, Refund, "refund", limit=limit, starting_after=starting_after
+    )
 
 
 def _check_refundable(order: Order, amount: int | None) -> None:

@@ -42,6 +42,7 @@ from app.errors import (
     NotFound,
 )
 from app.models import CheckoutSession, Subscription
+from app.pages import newest_first
 from app.stripe_gateway import StripeGateway
 from app.subscriptions.schemas import SubscriptionCreate, SubscriptionUpdate
 
@@ -178,21 +179,11 @@ async def list_subscriptions(
         query = query.where(Subscription.customer == customer)
     if status is not None:
         query = query.where(Subscription.status == status)
-    if starting_after is not None:
-        cursor = await session.scalar(
-            select(Subscription.id).where(Subscription.stripe_id == starting_after)
-        )
-        if cursor is None:
-            raise InvalidRequest(
-                f"No such subscription: '{starting_after}'",
-                code="resource_missing",
-                param="starting_after",
-            )
-        query = query.where(Subscription.id < cursor)
-    rows = (await session.scalars(query.order_by(Subscription.id.desc()).limit(limit + 1))).all()
-    page = rows[:limit]
+    page, has_more = await newest_first(
+        session, query, Subscription, "subscription", limit=limit, starting_after=starting_after
+    )
     links = await checkout_sessions_of(session, [row.stripe_id for row in page if row.stripe_id])
-    return [Answer(row.data, links.get(row.stripe_id or "")) for row in page], len(rows) > limit
+    return [Answer(row.data, links.get(row.stripe_id or "")) for row in page], has_more
 
 
 async def update_subscription(
