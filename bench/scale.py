@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from bench import scale_reads
 from bench.service import recreate, service_env, stop, uvicorn, wait_for_port
+from bench.webhook_backlog import rss_kb
 from bench.wrk import free_port
 
 DEFAULT_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:5432/bench_scale"
@@ -440,6 +441,23 @@ def time_reads(
     return figures
 
 
+def load_and_index(url: str, n: int, write_count: int) -> None:
+    """Load N orders under the indexes before issue 17's, time writes, build the read indexes,
+    time writes again, VACUUM ANALYZE."""
+    migrate(url, BEFORE_INDEXES)
+    seconds = asyncio.run(load(url, n))
+    print(
+        f"load: {n:,} orders + intents + history rows in {seconds:,.1f} s "
+        f"({n / seconds:,.0f} orders/s) with the indexes before this change"
+    )
+    asyncio.run(writes(url, write_count, "before the read indexes"))
+    print(f"read indexes built (alembic upgrade head) in {migrate(url, 'head'):,.1f} s")
+    asyncio.run(writes(url, write_count, "with the read indexes"))
+    started = time.perf_counter()
+    subprocess.run(["psql", dsn(url), "-qc", "VACUUM ANALYZE"], check=True)
+    print(f"VACUUM ANALYZE in {time.perf_counter() - started:,.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -451,26 +469,22 @@ def main() -> None:
         "--writes", type=int, default=3000, help="creates and updates per write run"
     )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="time the reads on a database a `--keep` run left (no load, no write runs)",
+    )
     args = parser.parse_args()
     url = args.database_url
     print(
         f"reads at scale: N={args.n:,} into {make_url(url).database}, {os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
-    recreate(url)
+    if not args.reuse:
+        recreate(url)
     try:
-        migrate(url, BEFORE_INDEXES)
-        seconds = asyncio.run(load(url, args.n))
-        print(
-            f"load: {args.n:,} orders + intents + history rows in {seconds:,.1f} s "
-            f"({args.n / seconds:,.0f} orders/s) with the indexes before this change"
-        )
-        asyncio.run(writes(url, args.writes, "before the read indexes"))
-        print(f"read indexes built (alembic upgrade head) in {migrate(url, 'head'):,.1f} s")
-        asyncio.run(writes(url, args.writes, "with the read indexes"))
-        started = time.perf_counter()
-        subprocess.run(["psql", dsn(url), "-qc", "VACUUM ANALYZE"], check=True)
-        print(f"VACUUM ANALYZE in {time.perf_counter() - started:,.1f} s")
+        if not args.reuse:
+            load_and_index(url, args.n, args.writes)
         asyncio.run(sizes(url))
         found = asyncio.run(sample(url))
         reads = scale_reads.reads(found)
@@ -485,7 +499,13 @@ def main() -> None:
         env = {**service_env(url, f"http://127.0.0.1:{port}"), "API_KEYS": API_KEY}
         service = uvicorn("app.main:app", service_port, 1, env)
         try:
+            started_rss = rss_kb(service.pid)
             figures = time_reads(f"http://127.0.0.1:{service_port}", reads, args.requests)
+            print(
+                f"service worker RSS (VmRSS): {started_rss / 1024:,.1f} MB after start, "
+                f"{rss_kb(service.pid) / 1024:,.1f} MB after "
+                f"{len(reads) * (args.requests + 10):,} reads"
+            )
         finally:
             stop(service)
             stop(emulator)
