@@ -7,7 +7,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from sqlalchemy import (
     Executable,
@@ -26,6 +26,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert, Update
 from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.selectable import CTE, Exists
 
 from app import pg_direct
 from app.db import is_postgres
@@ -44,6 +45,7 @@ from app.orders.state import (
 # The Stripe metadata key under which every object we create carries our order id (the caller's
 # own `order_id` metadata stays theirs): webhooks find an order by it before it is linked.
 ORDER_KEY = "service_order_id"
+_AnyInsert = TypeVar("_AnyInsert", bound=Insert)
 
 
 async def insert_order(
@@ -281,17 +283,24 @@ async def sync_payment_intent(
 
 
 def plan_payment_intent_sync(
-    order: Order, intent: dict[str, Any], source: str, postgres: bool, *, failed: bool = False
+    order: Order,
+    intent: dict[str, Any],
+    source: str,
+    postgres: bool,
+    *,
+    failed: bool = False,
+    guard: CTE | None = None,
 ) -> Change:
     """What `sync_payment_intent` writes, for a caller that runs the statements itself (on
-    Postgres: one statement)."""
+    Postgres: one statement). With a `guard` (Postgres only; see `_statements`) the statement
+    is the guard's SELECT, and each write applies only if the guard's row names the order."""
     changes: dict[str, Any] = {
         "amount_received": max(order.amount_received, intent.get("amount_received") or 0)
     }
     if order.payment_intent is None:
         changes["payment_intent"] = intent["id"]
     target = status_for_payment_intent(intent["status"], failed=failed)
-    return _plan(order, target, source, changes, _mirror(intent), postgres)
+    return _plan(order, target, source, changes, _mirror(intent), postgres, guard)
 
 
 async def link_payment_intent(
@@ -440,6 +449,7 @@ def _plan(
     changes: dict[str, Any],
     mirror: dict[str, Any] | None,
     postgres: bool,
+    guard: CTE | None = None,
 ) -> Change:
     decision = Decision.SAME if target is None else decide(OrderStatus(order.status), target)
     now = utcnow()
@@ -461,40 +471,66 @@ def _plan(
         history is not None,
         mirror is not None,
         decision is Decision.STALE,
+        guard,
     )
     return Change(order.id, decision, changed, transition, statements, params)
 
 
 @functools.cache
 def _statements(
-    postgres: bool, columns: tuple[str, ...], history: bool, mirror: bool, keep_mirror: bool
+    postgres: bool,
+    columns: tuple[str, ...],
+    history: bool,
+    mirror: bool,
+    keep_mirror: bool,
+    guard: CTE | None = None,
 ) -> tuple[Executable, ...]:
     """The order's UPDATE of `columns`, its history entry, its mirror's upsert (those asked for),
     with their parameters named `o_*`, `h_*`, `m_*`. Postgres gets them as one statement (all
-    but one as data-modifying CTEs): one round trip. SQLite has no such CTEs: one by one."""
+    but one as data-modifying CTEs): one round trip. SQLite has no such CTEs: one by one.
+
+    A `guard` (Postgres) is a CTE of one row or none, with an `order_id` column set when the
+    order may be written (the caller's statement has locked it): the statement is then a SELECT
+    of the guard's row with every write as a CTE that applies only if `order_id` is set. The
+    writes lock nothing before the guard has run, since each waits for its EXISTS."""
+    held = None
+    if guard is not None:
+        assert postgres, "a guard is a CTE: Postgres only"
+        held = select(guard.c.order_id).where(guard.c.order_id.is_not(None)).exists()
     parts: list[Insert | Update] = []
     if columns:
         changed = {name: _bind("o_", _ORDERS, name) for name in columns}
-        parts.append(update(_ORDERS).where(_ORDERS.c.id == bindparam("o_id")).values(changed))
+        order = update(_ORDERS).where(_ORDERS.c.id == bindparam("o_id")).values(changed)
+        parts.append(order if held is None else order.where(held))
     if history:
-        entry = {name: _bind("h_", _HISTORY, name) for name in _HISTORY_VALUES}
-        parts.append(insert(_HISTORY).values({"order_id": bindparam("o_id"), **entry}))
+        entry: dict[str, Any] = {"order_id": bindparam("o_id")}
+        entry.update({name: _bind("h_", _HISTORY, name) for name in _HISTORY_VALUES})
+        parts.append(_insert(insert(_HISTORY), entry, held))
     if mirror:
-        parts.append(_upsert_mirror(postgres, keep_mirror))
+        parts.append(_upsert_mirror(postgres, keep_mirror, held))
+    if guard is not None:
+        return (select(guard).add_cte(*(p.cte(f"write_{n}") for n, p in enumerate(parts))),)
     if not postgres or len(parts) < 2:
         return tuple(parts)
     main, *others = parts
     return (main.add_cte(*(part.cte(f"write_{n}") for n, part in enumerate(others))),)
 
 
+def _insert(statement: _AnyInsert, values: dict[str, Any], held: Exists | None) -> _AnyInsert:
+    """The INSERT of one row of `values`; with `held`, only if it is true (INSERT … SELECT)."""
+    if held is None:
+        return statement.values(values)
+    return statement.from_select(list(values), select(*values.values()).where(held))
+
+
 def _bind(prefix: str, table: Table, name: str) -> BindParameter[Any]:
     return bindparam(prefix + name, type_=table.c[name].type)
 
 
-def _upsert_mirror(postgres: bool, keep: bool) -> Insert:
+def _upsert_mirror(postgres: bool, keep: bool, held: Exists | None = None) -> Insert:
     snapshot = {name: _bind("m_", _MIRRORS, name) for name in _MIRROR_VALUES}
     statement = (pg_insert if postgres else sqlite_insert)(_MIRRORS)
-    statement = statement.values({"order_id": bindparam("o_id"), **snapshot})
+    statement = _insert(statement, {"order_id": bindparam("o_id"), **snapshot}, held)
     if keep:
         return statement.on_conflict_do_nothing(index_elements=["stripe_id"])
     new = statement.excluded

@@ -239,8 +239,8 @@ async def one_round(
 
 @pytest.mark.skipif(not POSTGRES, reason="TEST_DATABASE_URL is not set")
 def test_the_fast_path_locks_no_order_while_its_inbox_insert_waits() -> None:
-    """The fast path stores the event and locks the order in one statement
-    (`fast_path.STORE_THEN_LOCK`); the lock must still come after the INSERT. Here the INSERT
+    """The fast path stores the event, locks the order and writes the change in one statement
+    (`fast_path.GUARD`); the lock must still come after the INSERT. Here the INSERT
     waits for another transaction holding the same event's inbox row (a duplicate delivery in
     flight on the general path), and the order stays free for that transaction to take."""
     assert POSTGRES is not None
@@ -300,6 +300,83 @@ async def insert_waits_with_the_order_free(url: str) -> None:
             again = await asyncio.wait_for(fast_path.receive(engine, succeeded), 10)
             assert again == Receipt(duplicate=True)
             await holder.rollback()
+    finally:
+        await pg_direct.close(engine)
+        await engine.dispose()
+
+
+@pytest.mark.skipif(not POSTGRES, reason="TEST_DATABASE_URL is not set")
+def test_the_fast_path_writes_nothing_when_the_order_moved_after_it_was_read() -> None:
+    """The fast path plans the change from the order read without a lock; its one statement
+    locks the order only if it is still as read, and otherwise rolls itself back (the stored
+    event with it) for the general path to take the event."""
+    assert POSTGRES is not None
+    with postgres_database(POSTGRES, "moved_after_read") as url:
+        asyncio.run(moved_after_read(url))
+
+
+async def moved_after_read(url: str) -> None:
+    engine = create_engine(url, 5, direct_pool_size=2)
+    try:
+        intent = {
+            "id": f"pi_moved_{secrets.token_hex(6)}",
+            "object": "payment_intent",
+            "amount": 2000,
+            "amount_received": 0,
+            "currency": "usd",
+            "status": "requires_payment_method",
+            "created": 1_700_000_000,
+            "metadata": {},
+        }
+        order_id = await insert_order(engine, amount=2000, currency="usd", source="test")
+        assert await link_payment_intent(engine, order_id, intent, "test")
+        processing = event("payment_intent.processing", {**intent, "status": "processing"})
+        (seen,) = await pg_direct.fetch(engine, fast_path.READ_ORDER, {"value": intent["id"]})
+        assert seen["status"] == "pending"
+        # Another event moves the order between the fast path's read and its statement.
+        succeeded = event(
+            "payment_intent.succeeded", {**intent, "status": "succeeded", "amount_received": 2000}
+        )
+        assert await fast_path.receive(engine, succeeded) == Receipt(
+            duplicate=False, outcome=Outcome.APPLIED, order_id=order_id
+        )
+
+        assert await fast_path.apply_as_read(engine, processing, seen) is None
+
+        async with engine.connect() as connection:
+            stored = await connection.scalar(
+                text("SELECT count(*) FROM webhook_events WHERE stripe_event_id = :id"),
+                {"id": processing["id"]},
+            )
+            moves = (
+                await connection.execute(
+                    text(
+                        "SELECT from_status, to_status FROM order_history "
+                        "WHERE order_id = :id ORDER BY id"
+                    ),
+                    {"id": order_id},
+                )
+            ).all()
+            order = (
+                await connection.execute(
+                    text("SELECT status, amount_received FROM orders WHERE id = :id"),
+                    {"id": order_id},
+                )
+            ).one()
+            mirror = await connection.scalar(
+                text("SELECT status FROM payment_intents WHERE stripe_id = :id"),
+                {"id": intent["id"]},
+            )
+        # Nothing of the rolled-back statement: no inbox row, no history entry from `pending`
+        # to `processing` (planned from the stale read), the order and mirror as `succeeded` left
+        # them.
+        assert stored == 0
+        assert [tuple(m) for m in moves] == [(None, "pending"), ("pending", "paid")]
+        assert tuple(order) == ("paid", 2000)
+        assert mirror == "succeeded"
+        # The general path then takes it: stored once, stale behind `paid`.
+        general = await fast_path.receive(engine, processing)
+        assert general == Receipt(duplicate=False, outcome=Outcome.STALE, order_id=order_id)
     finally:
         await pg_direct.close(engine)
         await engine.dispose()
