@@ -42,6 +42,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app.reconcile import OVERLAP_SECONDS
+from bench.service import recreate
 from bench.wrk import free_port, run_wrk
 
 API_KEY = "sk_test_bench_reconcile"
@@ -50,19 +51,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def sync_url(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql+psycopg").render_as_string(False)
-
-
-def recreate(database_url: str, *, drop_only: bool = False) -> None:
-    url = make_url(database_url)
-    admin = create_engine(
-        sync_url(url.set(database="postgres").render_as_string(hide_password=False)),
-        isolation_level="AUTOCOMMIT",
-    )
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-        if not drop_only:
-            connection.execute(text(f'CREATE DATABASE "{url.database}"'))
-    admin.dispose()
 
 
 def app_env(database_url: str, stripe_base: str) -> dict[str, str]:

@@ -522,23 +522,7 @@ def main() -> None:
             sys.exit(f"sequential scans of orders/payment_intents in: {', '.join(failing)}")
     finally:
         if not args.keep:
-            recreate_only_drop(url)
-
-
-def recreate_only_drop(database_url: str) -> None:
-    subprocess.run(
-        [
-            "psql",
-            dsn(
-                make_url(database_url)
-                .set(database="postgres")
-                .render_as_string(hide_password=False)
-            ),
-            "-qc",
-            f'DROP DATABASE IF EXISTS "{make_url(database_url).database}" WITH (FORCE)',
-        ],
-        check=False,
-    )
+            recreate(url, drop_only=True)
 
 
 if __name__ == "__main__":

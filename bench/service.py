@@ -102,14 +102,17 @@ def wrk(target: Target, *, connections: int, seconds: int) -> Run:
     )
 
 
-def recreate(database_url: str) -> None:
+def recreate(database_url: str, *, drop_only: bool = False) -> None:
+    """Drop the URL's database (closing its connections) and, unless `drop_only`, create it
+    empty; every benchmark's database goes through here."""
     url = make_url(database_url)
     admin = create_engine(
         url.set(drivername="postgresql+psycopg", database="postgres"), isolation_level="AUTOCOMMIT"
     )
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{url.database}"'))
+        if not drop_only:
+            connection.execute(text(f'CREATE DATABASE "{url.database}"'))
     admin.dispose()
 
 

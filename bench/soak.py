@@ -60,8 +60,8 @@ from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+from bench.service import recreate
 from tests.fixtures.emulator import free_port, make_client, start_emulator, stop_emulator
 from tests.fixtures.service import (
     API_KEY,
@@ -289,19 +289,6 @@ def flow(client: Client, index: int, seed: int) -> None:
         path = f"/payment-intents/{intent}/confirm"
         post("confirm", path, {"payment_method": "pm_card_chargeDeclined"}, "c1")
         post("confirm", path, {"payment_method": "pm_card_visa"}, "c2")
-
-
-def recreate(database_url: str, *, drop_only: bool = False) -> None:
-    url = make_url(database_url)
-    admin = create_engine(
-        sync_url(url.set(database="postgres").render_as_string(hide_password=False)),
-        isolation_level="AUTOCOMMIT",
-    )
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-        if not drop_only:
-            connection.execute(text(f'CREATE DATABASE "{url.database}"'))
-    admin.dispose()
 
 
 def inbox_count(database_url: str) -> int:

@@ -434,7 +434,7 @@ def main() -> None:
         stop(service)
         engine.dispose()
         if not args.keep_database:
-            drop(args.database_url)
+            recreate(args.database_url, drop_only=True)
 
 
 def run(
@@ -526,16 +526,6 @@ def run(
     print("all checks passed" if ok else "CHECKS FAILED")
     if not ok:
         sys.exit(1)
-
-
-def drop(database_url: str) -> None:
-    url = make_url(database_url)
-    admin = create_engine(
-        url.set(drivername="postgresql+psycopg", database="postgres"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-    admin.dispose()
 
 
 if __name__ == "__main__":
