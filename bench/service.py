@@ -231,6 +231,8 @@ def print_regime(title: str, results: dict[str, Summary]) -> None:
     express = results["express"].rps
     print(f"  ratio service/express: {results['service'].rps / express:.2f}")
     print(f"  ratio fastapi/express: {results['fastapi'].rps / express:.2f} (the framework alone)")
+    service_to_bare = results["service"].rps / results["fastapi"].rps
+    print(f"  ratio service/fastapi: {service_to_bare:.2f} (the same call, bare)")
 
 
 def create_orders(target: Target, count: int) -> list[dict[str, object]]:
