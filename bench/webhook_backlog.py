@@ -291,6 +291,28 @@ def workers_of(process: subprocess.Popen[bytes]) -> list[int]:
     return [int(pid) for pid in children if "spawn" in _cmdline(int(pid))]
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU the processes have used, in seconds (/proc/PID/stat)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu(database: str) -> dict[int, float]:
+    """CPU seconds of each Postgres backend connected to `database` (on this machine)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and f" {database} " in _cmdline(int(entry.name)):
+            if _cmdline(int(entry.name)).startswith("postgres:"):
+                found[int(entry.name)] = cpu_seconds([int(entry.name)])
+    return found
+
+
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -428,7 +450,7 @@ def main() -> None:
     }
     try:
         with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as work:
-            run(args, engine, service, urls, Path(work), per_run, orders)
+            run(args, engine, service, bare.pid, urls, Path(work), per_run, orders)
     finally:
         stop(bare)
         stop(service)
@@ -441,6 +463,7 @@ def run(
     args: argparse.Namespace,
     engine: object,
     service: subprocess.Popen[bytes],
+    bare_pid: int,
     urls: dict[str, str],
     work: Path,
     per_run: int,
@@ -458,13 +481,24 @@ def run(
         post(url, warm, connections=32, seconds=2, once=False)
     rss_start = {pid: rss_kb(pid) for pid in workers}
     ingested: dict[str, list[Posted]] = {"service": [], "bare": []}
+    # CPU seconds each side spent on its runs: the service's workers, the database's backends
+    # (not Postgres's background writers), the anchor's process.
+    spent = {"service": 0.0, "postgres": 0.0, "bare": 0.0}
+    database = make_url(args.database_url).database or ""
     for n in range(args.rounds):
         events = work / f"ingest{n}.tsv"
         write_ingestion(events, "bi", n * per_run, per_run)
         for name, url in urls.items():
+            mine = workers if name == "service" else [bare_pid]
+            before, backends = cpu_seconds(mine), backend_cpu(database)
             ingested[name].append(
                 post(url, events, connections=32, seconds=args.seconds, once=False)
             )
+            spent[name] += cpu_seconds(mine) - before
+            if name == "service":
+                spent["postgres"] += sum(
+                    cpu - backends.get(pid, 0.0) for pid, cpu in backend_cpu(database).items()
+                )
     print(
         f"ingestion: signed payment_intent.succeeded, first deliveries, wrk -t1 -c32, "
         f"{args.rounds} x {args.seconds} s alternating"
@@ -480,6 +514,18 @@ def run(
             + ")"
         )
     print(f"  ratio service/bare: {rates['service'] / rates['bare']:.2f}")
+    per_event = {
+        name: 1000
+        * spent[name]
+        / sum(r.requests for r in ingested["bare" if name == "bare" else "service"])
+        for name in spent
+    }
+    service_cpu = per_event["service"] + per_event["postgres"]
+    print(
+        f"  CPU per event: service workers {per_event['service']:.3f} ms + Postgres backends "
+        f"{per_event['postgres']:.3f} ms; bare {per_event['bare']:.3f} ms; ratio bare/service "
+        f"(workers + backends) {per_event['bare'] / service_cpu:.2f}"
+    )
 
     backlog = work / "backlog.tsv"
     distinct = write_backlog(backlog, "bb", orders, args.events, args.seed)
