@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     DDL,
@@ -11,7 +11,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     String,
-    Table,
     UniqueConstraint,
     event,
     func,
@@ -80,8 +79,10 @@ class PaymentIntent(Timestamps, Base):
 
 
 # Search (app.payment_intents.search) compares tokens as `lower(col) = 'value'` and metadata as
-# `metadata_lower_values(metadata) @> {"key": "value"}`; the function is the migration's
-# (20261204_7c3f19a0e5d2), repeated here for `create_all`.
+# `metadata_lower @> {"key": "value"}`, where `metadata_lower` is a column Postgres generates
+# from `metadata` with `metadata_lower_values`; the function and the column are the migrations'
+# (20261204_7c3f19a0e5d2, 20261204_9b4d0e6c1f27), repeated here for `create_all`. The column is
+# not mapped: nothing writes it but Postgres.
 for _field in ("status", "currency", "customer"):
     Index(
         f"ix_payment_intents_lower_{_field}",
@@ -99,12 +100,15 @@ event.listen(
         "jsonb_each_text(metadata)), '{}'::jsonb) ELSE '{}'::jsonb END $$"
     ).execute_if(dialect="postgresql"),
 )
-Index(
-    "ix_payment_intents_metadata_lower_values",
-    text("metadata_lower_values(metadata) jsonb_path_ops"),
-    _table=cast(Table, PaymentIntent.__table__),
-    postgresql_using="gin",
-).ddl_if(dialect="postgresql")
+event.listen(
+    PaymentIntent.__table__,
+    "after_create",
+    DDL(  # type: ignore[no-untyped-call]
+        "ALTER TABLE payment_intents ADD COLUMN metadata_lower jsonb GENERATED ALWAYS AS "
+        "(metadata_lower_values(metadata)) STORED; CREATE INDEX ix_payment_intents_metadata_lower "
+        "ON payment_intents USING gin (metadata_lower jsonb_path_ops)"
+    ).execute_if(dialect="postgresql"),
+)
 Index("ix_payment_intents_amount", PaymentIntent.amount).ddl_if(dialect="postgresql")
 
 
