@@ -98,7 +98,15 @@ def _positive(clause: Clause) -> ColumnElement[bool]:
             "<=": column <= number,
         }
         return compare.get(clause.op, false())  # type: ignore[no-any-return]
+    if clause.field in _LOWER_CASE_AT_STRIPE:
+        return and_(column.is_not(None), column == clause.value.lower())
     return and_(column.is_not(None), func.lower(column) == clause.value.lower())
+
+
+# Token fields whose values Stripe always writes in lower case (a status is one of its enum's
+# values; "currency: Three-letter ISO currency code, in lowercase"): compared as they are, so
+# the plain `(field, created, id)` indexes serve them, with the value lower-cased.
+_LOWER_CASE_AT_STRIPE = frozenset({"status", "currency"})
 
 
 class _MetadataMatches(ColumnElement[bool]):
