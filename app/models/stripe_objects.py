@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     DDL,
@@ -11,7 +11,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     String,
-    Table,
     UniqueConstraint,
     event,
     func,
@@ -59,6 +58,7 @@ class PaymentIntent(Timestamps, Base):
         # indexes below this class, which serve search's case-insensitive comparisons.
         Index("ix_payment_intents_created_id", "created", "id"),
         Index("ix_payment_intents_status_created_id", "status", "created", "id"),
+        Index("ix_payment_intents_currency_created_id", "currency", "created", "id"),
         Index("ix_payment_intents_customer_created_id", "customer", "created", "id"),
     )
 
@@ -79,16 +79,18 @@ class PaymentIntent(Timestamps, Base):
     data: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
 
 
-# Search (app.payment_intents.search) compares tokens as `lower(col) = 'value'` and metadata as
-# `metadata_lower_values(metadata) @> {"key": "value"}`; the function is the migration's
-# (20261204_7c3f19a0e5d2), repeated here for `create_all`.
-for _field in ("status", "currency", "customer"):
-    Index(
-        f"ix_payment_intents_lower_{_field}",
-        func.lower(PaymentIntent.__table__.c[_field]),
-        PaymentIntent.created,
-        PaymentIntent.id,
-    ).ddl_if(dialect="postgresql")
+# Search (app.payment_intents.search) compares `status` and `currency` as `col = 'value'` (Stripe
+# writes both in lower case), `customer` as `lower(col) = 'value'` and metadata as
+# `metadata_lower @> {"key": "value"}`, where `metadata_lower` is a column Postgres generates
+# from `metadata` with `metadata_lower_values`; the function and the column are the migrations'
+# (20261204_7c3f19a0e5d2, 20261204_9b4d0e6c1f27), repeated here for `create_all`. The column is
+# not mapped: nothing writes it but Postgres.
+Index(
+    "ix_payment_intents_lower_customer",
+    func.lower(PaymentIntent.customer),
+    PaymentIntent.created,
+    PaymentIntent.id,
+).ddl_if(dialect="postgresql")
 event.listen(
     PaymentIntent.__table__,
     "before_create",
@@ -99,12 +101,15 @@ event.listen(
         "jsonb_each_text(metadata)), '{}'::jsonb) ELSE '{}'::jsonb END $$"
     ).execute_if(dialect="postgresql"),
 )
-Index(
-    "ix_payment_intents_metadata_lower_values",
-    text("metadata_lower_values(metadata) jsonb_path_ops"),
-    _table=cast(Table, PaymentIntent.__table__),
-    postgresql_using="gin",
-).ddl_if(dialect="postgresql")
+event.listen(
+    PaymentIntent.__table__,
+    "after_create",
+    DDL(  # type: ignore[no-untyped-call]
+        "ALTER TABLE payment_intents ADD COLUMN metadata_lower jsonb GENERATED ALWAYS AS "
+        "(metadata_lower_values(metadata)) STORED; CREATE INDEX ix_payment_intents_metadata_lower "
+        "ON payment_intents USING gin (metadata_lower jsonb_path_ops)"
+    ).execute_if(dialect="postgresql"),
+)
 Index("ix_payment_intents_amount", PaymentIntent.amount).ddl_if(dialect="postgresql")
 
 
