@@ -29,11 +29,14 @@ class Entitlement:
 
 
 def entitles(status: str | None, past_due_since: int | None, now: int, grace: int) -> bool:
-    """Whether a subscription in `status` entitles its customer at `now`."""
+    """Whether a subscription in `status` entitles its customer at `now`. A `now` before the
+    subscription went past due is a clock whose own event has not arrived yet (a renewal's
+    `customer.subscription.updated` can come before the clock's `ready`): time has reached the
+    moment it went past due at least, so that moment is judged instead."""
     if status in ENTITLING:
         return True
     if status == "past_due" and past_due_since is not None:
-        return now < past_due_since + grace
+        return max(now, past_due_since) < past_due_since + grace
     return False
 
 

@@ -138,3 +138,19 @@ class TestGrace:
         assert products(stack.api, sub["customer"]) == []  # no grace there
         clock_at(stack, clock, NOW + 10 + GRACE)
         assert products(patient, sub["customer"]) == []
+
+    def test_a_clock_behind_the_past_due_event_gives_no_more_than_the_grace(
+        self, stack: Stack, patient: httpx.Client
+    ) -> None:
+        """The subscription's `past_due` event (on the clock's time) can arrive before the
+        clock's own `ready` for that time: the mirrored clock is then behind the moment the
+        subscription went past due, which must not count as still before it."""
+        clock = new_id("clock")
+        clock_at(stack, clock, NOW)
+        sub = subscribed(stack, "active", test_clock=clock)
+        lapsed = {**sub, "status": "past_due"}
+        delivered(stack, event("customer.subscription.updated", lapsed, NOW + MONTH), "applied")
+        assert products(stack.api, sub["customer"]) == []  # no grace: no access
+        assert len(products(patient, sub["customer"])) == 1  # within the grace from then
+        clock_at(stack, clock, NOW + MONTH + GRACE)
+        assert products(patient, sub["customer"]) == []
