@@ -432,3 +432,229 @@ def test_an_amount_posted_by_the_page_is_refused_and_nothing_is_made(shop: Shop)
         assert seen.errors == []
 
     assert (shop.orders(), shop.intents()) == (orders, intents)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stripe.js's other calls, driven from a page of the shop as a frontend's own code would
+
+
+def with_stripe_js(page: Page, shop: Shop, element: str | None, client_secret: str = "") -> None:
+    """A shop page with the emulator's Stripe.js loaded and, if `element` is given, that Element
+    mounted (`window.stripeUnderTest`, `window.elementUnderTest`, its change events in
+    `window.changes`)."""
+    page.goto(f"{shop.url}/demo/elements")
+    page.evaluate(
+        """async ([url, key, type, clientSecret]) => {
+            await new Promise((resolve, reject) => {
+                const script = document.createElement("script");
+                script.src = url;
+                script.onload = resolve;
+                script.onerror = reject;
+                document.head.appendChild(script);
+            });
+            window.stripeUnderTest = Stripe(key);
+            window.changes = [];
+            if (!type) { return; }
+            const options = clientSecret ? {clientSecret} : {};
+            window.elementsUnderTest = window.stripeUnderTest.elements(options);
+            const element = window.elementsUnderTest.create(type);
+            const node = document.createElement("div");
+            node.id = "element-under-test";
+            document.querySelector("main").prepend(node);
+            element.on("change", (event) => window.changes.push(event));
+            const ready = new Promise((resolve) => element.on("ready", resolve));
+            element.mount("#element-under-test");
+            window.elementUnderTest = element;
+            await ready;
+        }""",
+        [f"{shop.emulator.url}/v3", "pk_test_elements", element, client_secret],
+    )
+
+
+def start(page: Page, call: str, argument: Any = None) -> None:
+    """Run `call` (a JS expression of `stripe`, `elements`, `element` and `arg`) without
+    waiting: its result, or what it threw, lands in `window.outcome`."""
+    page.evaluate(
+        "arg => { const stripe = window.stripeUnderTest; const elements = window.elementsUnderTest;"
+        " const element = window.elementUnderTest; window.outcome = undefined;"
+        f" Promise.resolve().then(() => {call}).then("
+        " (result) => { window.outcome = JSON.parse(JSON.stringify(result)); },"
+        " (error) => { window.outcome = {thrown: error.name + ': ' + error.message}; }); }",
+        argument,
+    )
+
+
+def outcome(page: Page) -> dict[str, Any]:
+    page.wait_for_function("() => window.outcome !== undefined")
+    return dict(page.evaluate("() => window.outcome"))
+
+
+def enter_in(page: Page, title: str, number: str) -> None:
+    frame = page.frame_locator(f"iframe[title='{title}']")
+    frame.get_by_label("Card number").fill(number)
+    frame.get_by_label("Expiration date").fill("12 / 34")
+    frame.get_by_label("Security code").fill("123")
+    frame.get_by_label("ZIP / Postal code").fill("10001")
+
+
+def new_intent(shop: Shop, **params: Any) -> stripe.PaymentIntent:
+    return shop.stripe.v1.payment_intents.create(
+        params={"amount": 1000, "currency": "usd", "metadata": {"kept": "server-side"}, **params}
+    )
+
+
+CARD_FRAME = "Secure card payment input frame"
+PAYMENT_FRAME = "Secure payment input frame"
+CHALLENGE = "iframe[title='3D Secure authentication']"
+
+
+@needs_chromium
+def test_stripe_js_confirm_card_payment_runs_three_d_secure_in_a_dialog(shop: Shop) -> None:
+    from playwright.sync_api import expect
+
+    passed, failed = new_intent(shop), new_intent(shop)
+    with browsing(shop) as seen:
+        page = seen.page
+        with_stripe_js(page, shop, "card")
+        enter_in(page, CARD_FRAME, THREE_D_SECURE)
+        start(
+            page,
+            "stripe.confirmCardPayment(arg, {payment_method: {card: element}})",
+            passed.client_secret,
+        )
+        page.frame_locator(CHALLENGE).get_by_role("button", name="Complete").click()
+        paid = outcome(page)
+        expect(page.locator(CHALLENGE)).to_have_count(0)
+
+        start(
+            page,
+            "stripe.confirmCardPayment(arg, {payment_method: {card: element}})",
+            failed.client_secret,
+        )
+        page.frame_locator(CHALLENGE).get_by_role("button", name="Fail").click()
+        refused = outcome(page)
+        screenshot(page, "stripe-js-confirm-card-payment")
+        assert page.url == f"{shop.url}/demo/elements"
+        assert seen.errors == []
+
+    intent = paid["paymentIntent"]
+    assert (intent["id"], intent["status"]) == (passed.id, "succeeded")
+    assert "metadata" not in intent
+    assert shop.stripe.v1.payment_intents.retrieve(passed.id).status == "succeeded"
+    error = refused["error"]
+    assert (error["type"], error["code"]) == (
+        "invalid_request_error",
+        "payment_intent_authentication_failure",
+    )
+    assert error["payment_intent"]["status"] == "requires_payment_method"
+    assert shop.stripe.v1.payment_intents.retrieve(failed.id).status == "requires_payment_method"
+
+
+@needs_chromium
+def test_stripe_js_confirm_payment_if_required_resolves_without_a_redirect(shop: Shop) -> None:
+    intent = new_intent(shop, automatic_payment_methods={"enabled": True})
+    with browsing(shop) as seen:
+        page = seen.page
+        with_stripe_js(page, shop, "payment", intent.client_secret or "")
+        enter_in(page, PAYMENT_FRAME, VISA)
+        start(page, "stripe.confirmPayment({elements, redirect: 'if_required'})")
+        result = outcome(page)
+        screenshot(page, "stripe-js-if-required")
+        assert page.url == f"{shop.url}/demo/elements"
+        assert seen.errors == []
+
+    assert result["paymentIntent"]["status"] == "succeeded"
+    assert shop.stripe.v1.payment_intents.retrieve(intent.id).amount_received == 1000
+
+
+@needs_chromium
+def test_stripe_js_validates_fields_and_answers_in_stripes_shapes(shop: Shop) -> None:
+    intent = new_intent(shop)
+    with browsing(shop) as seen:
+        page = seen.page
+        with_stripe_js(page, shop, "card")
+        start(page, "Stripe('sk_test_secret')")
+        secret_key = outcome(page)
+        start(page, "elements.submit()")
+        empty = outcome(page)
+        frame = page.frame_locator(f"iframe[title='{CARD_FRAME}']")
+        frame.get_by_label("Card number").fill("4242 4242 4242 4241")
+        page.wait_for_function(
+            "() => window.changes.some((e) => e.error && e.error.code === 'invalid_number')"
+        )
+        changes = page.evaluate("() => window.changes")
+        enter_in(page, CARD_FRAME, VISA)
+        start(page, "stripe.createPaymentMethod({type: 'card', card: element})")
+        made = outcome(page)
+        start(page, "stripe.retrievePaymentIntent(arg)", intent.client_secret)
+        retrieved = outcome(page)
+        start(page, "stripe.retrievePaymentIntent(arg)", f"{intent.id}_secret_wrong")
+        wrong = outcome(page)
+        screenshot(page, "stripe-js-shapes")
+        assert seen.errors == []
+        assert seen.card_data_sent_to_the_service() == []
+
+    assert "secret key" in secret_key["thrown"]
+    assert secret_key["thrown"].startswith("IntegrationError")
+    assert (empty["error"]["type"], empty["error"]["code"]) == (
+        "validation_error",
+        "incomplete_number",
+    )
+    assert empty["error"]["message"] == "Your card number is incomplete."
+    invalid = next(e for e in changes if e.get("error", {}).get("code") == "invalid_number")
+    assert (invalid["elementType"], invalid["brand"], invalid["complete"]) == (
+        "card",
+        "visa",
+        False,
+    )
+    assert (invalid["error"]["code"], invalid["error"]["message"]) == (
+        "invalid_number",
+        "Your card number is invalid.",
+    )
+    method = made["paymentMethod"]
+    assert (method["card"]["brand"], method["card"]["last4"]) == ("visa", "4242")
+    assert shop.stripe.v1.payment_methods.retrieve(method["id"]).card.last4 == "4242"  # type: ignore[union-attr]
+    assert retrieved["paymentIntent"]["id"] == intent.id
+    assert "metadata" not in retrieved["paymentIntent"]
+    assert wrong["error"]["param"] == "client_secret"
+
+
+@needs_chromium
+def test_stripe_js_handle_next_action_finishes_a_server_side_confirmation(shop: Shop) -> None:
+    intent = new_intent(
+        shop,
+        automatic_payment_methods={"enabled": True, "allow_redirects": "never"},
+        payment_method="pm_card_authenticationRequired",
+        confirm=True,
+    )
+    assert intent.status == "requires_action"
+    with browsing(shop) as seen:
+        page = seen.page
+        with_stripe_js(page, shop, None)
+        start(page, "stripe.handleNextAction({clientSecret: arg})", intent.client_secret)
+        page.frame_locator(CHALLENGE).get_by_role("button", name="Complete").click()
+        result = outcome(page)
+        screenshot(page, "stripe-js-handle-next-action")
+        assert seen.errors == []
+
+    assert result["paymentIntent"]["status"] == "succeeded"
+    assert shop.stripe.v1.payment_intents.retrieve(intent.id).status == "succeeded"
+
+
+@needs_chromium
+def test_stripe_js_redirect_to_checkout_opens_the_hosted_page(shop: Shop) -> None:
+    session = shop.stripe.v1.checkout.sessions.create(
+        params={
+            "mode": "payment",
+            "line_items": [{"price": "price_123", "quantity": 1}],
+            "success_url": f"{shop.url}/demo",
+            "cancel_url": f"{shop.url}/demo",
+        }
+    )
+    with browsing(shop) as seen:
+        page = seen.page
+        with_stripe_js(page, shop, None)
+        start(page, "stripe.redirectToCheckout({sessionId: arg})", session.id)
+        page.wait_for_url(f"{shop.emulator.url}/checkout/pay/{session.id}")
+        screenshot(page, "stripe-js-redirect-to-checkout")
+        assert seen.errors == []
