@@ -18,6 +18,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 SANDBOX_STRIPE_KEY = "sk_test_sandbox"
 SANDBOX_STRIPE_API_BASE = "http://127.0.0.1:12111"
 SANDBOX_WEBHOOK_SECRET = "whsec_sandbox"
+# What the browser's Stripe.js gets (`GET /api/config`) when Stripe is the emulator: the key the
+# emulator's pages use (it takes any `pk_test_…`) and its copy of Stripe.js, at `<base>/v3`.
+SANDBOX_PUBLISHABLE_KEY = "pk_test_emulator"
+STRIPE_JS_URL = "https://js.stripe.com/v3/"
 # The API key `python -m app run` makes in sandbox mode (relative to the working directory).
 SANDBOX_API_KEY_FILE = Path("var/api_key")
 
@@ -63,6 +67,9 @@ class Settings(BaseSettings):
     stripe_secret_key: SecretStr | None = None
     stripe_api_base: str | None = None
     stripe_webhook_secret: SecretStr | None = None
+    # For the browser (`GET /api/config`): Stripe.js's key and where the page loads Stripe.js.
+    stripe_publishable_key: str | None = None
+    stripe_js_url: str | None = None
     stripe_max_network_retries: int = Field(default=2, ge=0, le=10)
     stripe_timeout_seconds: float = Field(default=30.0, gt=0)
     # Stripe's 429: retried this many times, each after Retry-After capped at the wait below.
@@ -121,7 +128,38 @@ class Settings(BaseSettings):
             )
         if key and not self.stripe_webhook_secret:
             raise ValueError("STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY")
+        self._refuse_unsafe_frontend()
         return self
+
+    def _refuse_unsafe_frontend(self) -> None:
+        """Stripe.js settings that cannot work, or that would hand browsers a secret: a key that
+        is not publishable, a mode other than the secret key's, and for live payments anything
+        but Stripe's own key and script (Stripe requires Stripe.js from js.stripe.com)."""
+        publishable = self.stripe_publishable_key or ""
+        if publishable and not publishable.startswith(("pk_test_", "pk_live_")):
+            raise ValueError(
+                "STRIPE_PUBLISHABLE_KEY must be a publishable key (pk_test_… or pk_live_…): it is "
+                "sent to every browser"
+            )
+        js_url = self.stripe_js_url or ""
+        if js_url and not js_url.startswith(("https://", "http://")):
+            raise ValueError("STRIPE_JS_URL must be an http(s) URL")
+        if self.live:
+            if not publishable.startswith("pk_live_"):
+                raise ValueError(
+                    "a live Stripe key needs STRIPE_PUBLISHABLE_KEY set to the account's "
+                    "live publishable key (pk_live_…)"
+                )
+            if js_url and js_url.rstrip("/") != STRIPE_JS_URL.rstrip("/"):
+                raise ValueError(
+                    f"a live Stripe key needs Stripe.js from Stripe: STRIPE_JS_URL must be "
+                    f"{STRIPE_JS_URL} (or unset)"
+                )
+        elif publishable.startswith("pk_live_"):
+            raise ValueError(
+                "STRIPE_PUBLISHABLE_KEY is a live key but STRIPE_SECRET_KEY is not: use the "
+                "test-mode publishable key (pk_test_…)"
+            )
 
     @cached_property
     def public_rate(self) -> tuple[int, int] | None:
@@ -156,6 +194,26 @@ class Settings(BaseSettings):
     def stripe_base(self) -> str | None:
         """Where Stripe calls go: the emulator in sandbox mode, else `STRIPE_API_BASE` if set."""
         return self.stripe_api_base or (SANDBOX_STRIPE_API_BASE if self.sandbox else None)
+
+    @cached_property
+    def publishable_key(self) -> str | None:
+        """The browser's Stripe.js key: `STRIPE_PUBLISHABLE_KEY`, else the emulator's when Stripe
+        is not Stripe itself (sandbox, or `STRIPE_API_BASE` set); None otherwise."""
+        if self.stripe_publishable_key:
+            return self.stripe_publishable_key
+        if self.sandbox or self.stripe_api_base:
+            return SANDBOX_PUBLISHABLE_KEY
+        return None
+
+    @cached_property
+    def js_url(self) -> str:
+        """Where pages load Stripe.js: `STRIPE_JS_URL`, else the emulator's copy (`<base>/v3`)
+        when Stripe is not Stripe itself, else Stripe's own."""
+        if self.stripe_js_url:
+            return self.stripe_js_url
+        if not self.live and self.stripe_base:
+            return self.stripe_base.rstrip("/") + "/v3"
+        return STRIPE_JS_URL
 
     @cached_property
     def webhook_secret(self) -> str:

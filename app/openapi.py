@@ -24,11 +24,13 @@ an `Idempotency-Key` header. Errors share one envelope:
 `{"error": {"type", "code", "message", "param"}}`.
 """
 PUBLIC_PATH = "/api/create-payment-intent"
+CONFIG_PATH = "/api/config"
 WEBHOOK_PATH = "/webhooks/stripe"
 # Operations without an API key (besides /docs and /openapi.json, which are not operations).
 HEALTH_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
 PUBLIC_OPERATIONS = frozenset(
-    {("post", PUBLIC_PATH), ("post", WEBHOOK_PATH)} | {("get", path) for path in HEALTH_PATHS}
+    {("post", PUBLIC_PATH), ("get", CONFIG_PATH), ("post", WEBHOOK_PATH)}
+    | {("get", path) for path in HEALTH_PATHS}
 )
 ERROR_STATUSES = {
     400: "Invalid request: a parameter (`param` names it), card data in the body or query "
@@ -198,6 +200,8 @@ def _error_statuses(method: str, path: str, calls_stripe: bool = True) -> list[i
         return [500]
     if path in HEALTH_PATHS:
         return [500, 503]
+    if path == CONFIG_PATH:
+        return [400, 500]  # settings only: a bad query (card data, NUL) or an internal error
     # 400: its parameters, or card data in the query; 503: the database (or Stripe) unavailable.
     statuses = {400, 500, 503}
     if (method, path) not in PUBLIC_OPERATIONS:

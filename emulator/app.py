@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from emulator import resources, versions  # noqa: F401 - resources registers every route
+from emulator import client_keys, resources, stripe_js, versions  # noqa: F401 - routes
 from emulator.config import Config
 from emulator.context import Ctx, Emulator
 from emulator.errors import StripeError, invalid_request, unrecognized_url
@@ -58,6 +58,10 @@ class EmulatorApp:
         if scope["type"] != "http":
             return
         request_id = "req_" + secrets.token_urlsafe(10).replace("-", "a").replace("_", "b")
+        cors = scope["path"].startswith("/v1/") and _header(scope, b"origin") is not None
+        if cors and scope["method"] == "OPTIONS":
+            await _preflight(scope, send)
+            return
         try:
             status, body, content_type, headers, drop = await self._handle(
                 scope, receive, request_id
@@ -78,6 +82,10 @@ class EmulatorApp:
             (b"stripe-version", versions.answered(_version_header(scope)).encode("latin-1")),
         ]
         raw_headers.extend((k.lower().encode(), v.encode()) for k, v in headers.items())
+        if cors:
+            # Stripe's API answers browsers (Stripe.js) from any origin.
+            raw_headers.append((b"access-control-allow-origin", b"*"))
+            raw_headers.append((b"access-control-expose-headers", b"Request-Id, Stripe-Version"))
         if drop:
             raw_headers.append((b"content-length", str(len(body) + 1024).encode()))
             await send({"type": "http.response.start", "status": status, "headers": raw_headers})
@@ -112,7 +120,7 @@ class EmulatorApp:
         route, path_params = found
         body = await _read_body(receive)
         emu = self.emu
-        account = _api_key(scope) if route.api else ""
+        account, client = _api_key(scope, route, body) if route.api else ("", False)
         if route.api:
             controls.count_request(emu, route.name)
             versions.check(_version_header(scope))
@@ -127,7 +135,7 @@ class EmulatorApp:
                 raise _fault_error(fault.status, fault.retry_after)
             latency_ms += fault.latency_ms
             drop_after = drop_after or fault.drop == "after"
-        params = _params(route, scope, body)
+        params = _params(route, scope, body, (emu, path_params) if client else None)
         if not (route.api and method == "POST"):
             key = None
         if key is not None:
@@ -139,9 +147,13 @@ class EmulatorApp:
             # After the key is marked in flight, so a concurrent retry with it sees a 409.
             if latency_ms:
                 await asyncio.sleep(latency_ms / 1000)
-            ctx = Ctx(emu=emu, path=path_params, request_id=request_id, idempotency_key=key)
+            ctx = Ctx(
+                emu=emu, path=path_params, request_id=request_id, idempotency_key=key, client=client
+            )
             status, out, content_type, headers = _run(route, ctx, params)
         except StripeError as exc:
+            if client:
+                client_keys.view_error(exc)
             if key is not None:
                 error_body = orjson.dumps(exc.body(request_id))
                 emu.idempotency.finish(account, key, exc.status, error_body, exc.headers)
@@ -178,10 +190,20 @@ def _run(
     paths = params.get("expand")
     if paths:
         result = expand(ctx.emu, result, paths)
+    if ctx.client:
+        result = client_keys.view(result)
     return 200, orjson.dumps(result), _JSON, {}
 
 
-def _params(route: Route, scope: Scope, body: bytes) -> dict[str, Any]:
+def _params(
+    route: Route,
+    scope: Scope,
+    body: bytes,
+    client: tuple[Emulator, dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """The request's parameters, validated against the route's schema; for a publishable key
+    (`client`: the emulator and the path's parameters), its `key` and client secret checked and
+    removed first."""
     if route.body == "json":
         if not body:
             return {}
@@ -192,10 +214,17 @@ def _params(route: Route, scope: Scope, body: bytes) -> dict[str, Any]:
         if not isinstance(parsed, dict):
             raise invalid_request("The JSON body must be an object.")
         return parsed
+    raw = _raw_params(route, scope, body)
+    if client is not None:
+        client_keys.check_params(client[0], client[1], raw)
+    return validate(route.schema, raw) if route.api else raw
+
+
+def _raw_params(route: Route, scope: Scope, body: bytes) -> dict[str, Any]:
     raw = decode(scope.get("query_string", b""))
     if route.body == "form" and body:
         raw.update(decode(body))
-    return validate(route.schema, raw) if route.api else raw
+    return raw
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -224,19 +253,14 @@ def _version_header(scope: Scope) -> str | None:
     return None if raw is None else raw.decode("latin-1").strip()
 
 
-def _api_key(scope: Scope) -> str:
-    auth = (_header(scope, b"authorization") or b"").decode("latin-1")
-    key = ""
-    if auth.startswith("Bearer "):
-        key = auth[7:].strip()
-    elif auth.startswith("Basic "):
-        import base64
-        import binascii
-
-        try:
-            key = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
-        except (binascii.Error, UnicodeDecodeError):
-            key = ""
+def _api_key(scope: Scope, route: Route, body: bytes) -> tuple[str, bool]:
+    """The caller's key, from `Authorization` or, for a publishable key as Stripe.js sends it, the
+    `key` parameter; and whether it is a publishable key (allowed on client-side calls only)."""
+    key = _header_key(scope)
+    if not key:
+        given = _raw_params(route, scope, body).get("key")
+        if isinstance(given, str) and client_keys.is_publishable(given):
+            key = given
     if not key:
         raise StripeError(
             401,
@@ -246,15 +270,50 @@ def _api_key(scope: Scope) -> str:
             "YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for details, "
             "or we can help at https://support.stripe.com/.",
         )
+    if client_keys.is_publishable(key):
+        client_keys.check_route(route)
+        return key, True
     if not key.startswith(("sk_test_", "rk_test_")):
         shown = key[:8] + "*" * 12 + key[-4:] if len(key) > 12 else "*" * len(key)
         raise StripeError(
             401,
             "invalid_request_error",
             f"Invalid API Key provided: {shown}",
-            code="api_key_invalid" if not key.startswith("sk_live_") else "livemode_mismatch",
+            code="api_key_invalid"
+            if not key.startswith(("sk_live_", "pk_live_"))
+            else "livemode_mismatch",
         )
-    return key
+    return key, False
+
+
+def _header_key(scope: Scope) -> str:
+    auth = (_header(scope, b"authorization") or b"").decode("latin-1")
+    if auth.startswith("Bearer "):
+        return auth[7:].strip()
+    if auth.startswith("Basic "):
+        import base64
+        import binascii
+
+        try:
+            return base64.b64decode(auth[6:]).decode().split(":", 1)[0]
+        except (binascii.Error, UnicodeDecodeError):
+            return ""
+    return ""
+
+
+async def _preflight(scope: Scope, send: Send) -> None:
+    """A browser's CORS preflight for `/v1`: every origin, the methods and headers Stripe's API
+    takes."""
+    requested = _header(scope, b"access-control-request-headers") or b""
+    headers = [
+        (b"access-control-allow-origin", b"*"),
+        (b"access-control-allow-methods", b"GET, POST, DELETE"),
+        (b"access-control-allow-headers", requested or b"Authorization, Content-Type"),
+        (b"access-control-max-age", b"300"),
+        (b"content-length", b"0"),
+    ]
+    await send({"type": "http.response.start", "status": 204, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _fault_error(status: int, retry_after: int | None) -> StripeError:

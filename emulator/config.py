@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 
 API_VERSION = "2026-10-28.endive"
+# The publishable key pages give Stripe.js (served at `/v3`) in sandbox; any `pk_test_…` works.
+PUBLISHABLE_KEY = "pk_test_emulator"
 
 
 @dataclass(frozen=True, slots=True)

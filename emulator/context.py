@@ -66,6 +66,8 @@ class Ctx:
     idempotency_key: str | None
     # The simulated time this context acts at (billing over a test clock), else the emulator's.
     at: int | None = None
+    # Called with a publishable key (Stripe.js): `emulator.client_keys` decides what it sees.
+    client: bool = False
 
     @property
     def store(self) -> Store:
@@ -79,7 +81,7 @@ class Ctx:
 
     def at_time(self, at: int | None) -> Ctx:
         """This request's context acting at `at` (None: the emulator's clock)."""
-        return Ctx(self.emu, self.path, self.request_id, self.idempotency_key, at)
+        return Ctx(self.emu, self.path, self.request_id, self.idempotency_key, at, self.client)
 
     def clock_time(self, obj: dict[str, Any]) -> int | None:
         """The frozen time of the test clock `obj` lives on: its own `test_clock`, else its

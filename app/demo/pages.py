@@ -54,6 +54,9 @@ border-bottom:1px solid #e3e8ee;padding:10px 4px}
 {background:#fff4d6;color:#7a4d00}
 .status[data-status=incomplete_expired],.status[data-status=uncollectible]
 {background:#fdecea;color:#a41c1c}
+a.button.secondary{background:#fff;color:#635bff;border:1px solid #635bff}
+#payment-element{margin:8px 0}
+[hidden]{display:none!important}
 """
 
 # The success page polls the order every second until it is settled; the plan page polls its
@@ -223,6 +226,8 @@ def shop_page(items: list[Item], plans: list[Plan], *, error: str | None = None)
         '<table><thead><tr><th>Item</th><th class="num">Price</th>'
         f'<th class="num">Quantity</th></tr></thead><tbody>{rows}</tbody></table>'
         '<button type="submit" id="pay">Pay</button></form>'
+        '<p class="muted">Or <a id="elements-link" href="/demo/elements">pay on this page</a> '
+        "with Stripe.js and the Payment Element, as the seed's frontend does.</p>"
         f"{_plans(plans)}"
     )
     return _document("Demo shop", body)

@@ -2,6 +2,10 @@
 posts to `/demo/checkout`, which creates a Checkout Session server side (no API key in the
 browser) and sends the visitor to the hosted page; `/demo/success` follows the order live.
 
+`/demo/elements` is the seed's own frontend instead: the cart priced by
+`POST /api/create-payment-intent`, the card in Stripe.js's Payment Element (`app.demo.elements`),
+`/demo/elements/complete` its `return_url`.
+
 Its plans: `/demo/subscribe` makes a customer on a test clock of its own and a subscription-mode
 Checkout Session; `/demo/plan` shows the subscription and its invoices as the webhooks mirror
 them, with buttons that advance the clock past the next renewal and switch to a declining card."""
@@ -16,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.config import Settings
 from app.db import Session, Sessions
-from app.demo import pages, plans, service
+from app.demo import elements, pages, plans, service
 from app.errors import InvalidRequest, NotFound
 from app.orders.schemas import OrderRead
 from app.stripe_gateway import Gateway, StripeGateway
@@ -122,6 +126,45 @@ async def success(
 async def order(order_id: str, session: Session) -> OrderRead:
     """A demo order as `GET /orders/{id}` has it (orders the demo did not make are 404)."""
     return OrderRead.of(await service.order(session, order_id))
+
+
+def _elements_html(request: Request, text: str) -> HTMLResponse:
+    settings: Settings = request.app.state.settings
+    return HTMLResponse(
+        text, headers={"Content-Security-Policy": elements.content_security_policy(settings)}
+    )
+
+
+@router.get("/elements", summary="Demo checkout with Stripe.js")
+async def elements_checkout(request: Request, stripe: Gateway) -> HTMLResponse:
+    """The catalogue, priced by `POST /api/create-payment-intent`, paid in the Payment Element."""
+    return _elements_html(request, elements.checkout_page(await service.catalogue(stripe)))
+
+
+@router.get("/elements/complete", summary="Demo payment status", name="demo_elements_complete")
+async def elements_complete(request: Request) -> HTMLResponse:
+    """The `return_url` Stripe.js sends the customer to, with `payment_intent` and
+    `payment_intent_client_secret` in the query."""
+    return _elements_html(request, elements.complete_page())
+
+
+@router.get("/elements/order", summary="Demo order of a payment")
+async def elements_order(
+    session: Session,
+    stripe: Gateway,
+    payment_intent: Annotated[str, Query(max_length=255)],
+    payment_intent_client_secret: Annotated[str, Query(max_length=255)],
+) -> OrderRead:
+    """The order the payment intent pays, for the holder of its client secret (404 otherwise)."""
+    found = await elements.order_for_payment(
+        session, stripe, payment_intent, payment_intent_client_secret
+    )
+    return OrderRead.of(found)
+
+
+@router.get("/elements.js", summary="Demo Stripe.js checkout script")
+async def elements_script() -> Response:
+    return Response(elements.SCRIPT, media_type="text/javascript")
 
 
 @router.get("/demo.css", summary="Demo stylesheet")

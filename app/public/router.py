@@ -1,16 +1,17 @@
-"""The browser's endpoint (no API key): a payment intent for a cart or an order, its amount
-computed by the server."""
+"""The browser's endpoints (no API key): a payment intent for a cart or an order, its amount
+computed by the server; and where to load Stripe.js from, with which key."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from app.config import Settings
 from app.db import Sessions
 from app.errors import AppError
 from app.payment_intents.router import ERROR, UNKNOWN
 from app.public import service
-from app.public.schemas import PublicPaymentIntent, PublicPaymentIntentCreate
+from app.public.schemas import PublicConfig, PublicPaymentIntent, PublicPaymentIntentCreate
 from app.stripe_gateway import Gateway
 
 router = APIRouter(prefix="/api", tags=["frontend"])
@@ -55,3 +56,16 @@ async def create_payment_intent(
             status_code=answer.status, content=answer.body(), headers=answer.headers
         )
     return answer
+
+
+@router.get("/config", summary="Stripe.js settings for the browser", response_model=PublicConfig)
+async def config(request: Request) -> PublicConfig:
+    """For the shop's frontend, without an API key (CORS allows the origins in `CORS_ORIGINS`).
+
+    Load Stripe.js from `stripeJsUrl` and call `Stripe(publishableKey)`; then confirm the
+    `clientSecret` that `POST /api/create-payment-intent` answers with `stripe.confirmPayment`.
+    With a live key they are Stripe's own (`pk_live_…`, `https://js.stripe.com/v3/`); in sandbox,
+    the emulator's key and its copy of Stripe.js, so the same page works offline.
+    """
+    settings: Settings = request.app.state.settings
+    return PublicConfig(publishableKey=settings.publishable_key, stripeJsUrl=settings.js_url)

@@ -1,4 +1,5 @@
-"""The browser's body and answer for `POST /api/create-payment-intent`."""
+"""The browser's body and answer for `POST /api/create-payment-intent`, and its Stripe.js
+settings (`GET /api/config`)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,18 @@ class PublicPaymentIntent(BaseModel):
     orderId: str = Field(examples=["ord_x6Yt0qJk3mZp9sLwQe2R"])
     amount: int = Field(examples=[5200])
     currency: str = Field(examples=["usd"])
+
+
+class PublicConfig(BaseModel):
+    """What the browser needs to load and start Stripe.js."""
+
+    publishableKey: str | None = Field(
+        description="Pass to `Stripe(publishableKey)`. Null only in test mode against Stripe "
+        "itself with `STRIPE_PUBLISHABLE_KEY` unset.",
+        examples=["pk_test_emulator"],
+    )
+    stripeJsUrl: str = Field(
+        description="Load Stripe.js from here: Stripe's own (`https://js.stripe.com/v3/`), or in "
+        "sandbox the emulator's copy.",
+        examples=["http://127.0.0.1:12111/v3"],
+    )

@@ -641,7 +641,10 @@ def update(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
 @router.route("POST", "/v1/payment_intents/{intent}/confirm", PaymentIntentConfirmParams)
 def confirm(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     pi = _get(ctx)
-    if pi["status"] in CONFIRMABLE:
+    # Stripe.js (a publishable key, `use_stripe_sdk`) handles 3-D Secure in the page itself, so
+    # needs no `return_url` unless it redirects.
+    handled_by_stripe_js = ctx.client and bool(params.get("use_stripe_sdk"))
+    if pi["status"] in CONFIRMABLE and not handled_by_stripe_js:
         require_return_url(pi, params)
     return confirm_payment_intent(ctx, pi, params)
 
@@ -844,20 +847,34 @@ button{{font-size:1rem;padding:.6rem 1.4rem;margin-right:.6rem;cursor:pointer}}<
 <p>Emulated authentication of a payment of <strong>{amount}</strong> ({intent}).</p>
 {form}</body></html>
 """
-_FORM = """<form method="post" action="/_emulator/3ds/{intent}">
+_FORM = """<form method="post" action="/_emulator/3ds/{intent}{query}">
 <button type="submit" name="outcome" value="succeed">Complete</button>
 <button type="submit" name="outcome" value="fail">Fail</button>
 </form>"""
+# The answer to the page's buttons inside Stripe.js's 3-D Secure dialog (`?embedded=1`): it tells
+# the page that opened the dialog, which then reads the intent.
+_DONE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>3D Secure test authentication</title></head>
+<body><p>Authentication {status}.</p>
+<script>window.parent.postMessage({{"stripeEmulator3ds": true, "paymentIntent": "{intent}"}}, "*");
+</script></body></html>
+"""
+
+
+def _embedded(params: dict[str, Any]) -> bool:
+    return params.get("embedded") not in (None, "", "0", "false")
 
 
 @router.route("GET", "/_emulator/3ds/{intent}")
 def three_d_secure_page(ctx: Ctx, params: dict[str, Any]) -> Response:
+    """The challenge page a 3-D Secure `next_action` points at; `?embedded=1` is its form inside
+    Stripe.js's dialog, which answers the page that opened it instead of redirecting."""
     pi = ctx.coll("payment_intent").find(ctx.path["intent"])
     if pi is None:
         return Response(404, b"<!doctype html><p>No such payment_intent.</p>")
     intent = html.escape(pi["id"])
     if pi["status"] == "requires_action":
-        form = _FORM.format(intent=intent)
+        form = _FORM.format(intent=intent, query="?embedded=1" if _embedded(params) else "")
     else:
         form = f"<p>This PaymentIntent has a status of {html.escape(pi['status'])}.</p>"
     amount = f"{pi['amount']} {html.escape(pi['currency'])}"
@@ -876,6 +893,9 @@ def three_d_secure_submit(ctx: Ctx, params: dict[str, Any]) -> Response:
             authenticate_payment_intent(ctx, pi, str(outcome))
         except StripeError:
             pass
+    if _embedded(params):
+        status = "failed" if pi["status"] == "requires_payment_method" else "complete"
+        return Response(200, _DONE.format(status=status, intent=html.escape(pi["id"])).encode())
     return_url = ctx.store.hidden_of(pi["id"]).get("return_url")
     if not return_url:
         page = three_d_secure_page(ctx, {})

@@ -11,6 +11,7 @@ from tests.fixtures.service import Stack
 
 PUBLIC = {
     ("POST", "/api/create-payment-intent"),
+    ("GET", "/api/config"),
     ("POST", "/webhooks/stripe"),
     ("GET", "/health"),
     ("GET", "/health/live"),

@@ -509,7 +509,11 @@ class TestTestClockCustomers:
 
     def test_a_live_key_refuses_a_clock_before_calling_stripe(self, stack: Stack) -> None:
         email = f"live-{uuid.uuid4().hex[:8]}@example.com"
-        with extra_service(stack, STRIPE_SECRET_KEY="sk_live_service_tests_0123456789") as live:
+        with extra_service(
+            stack,
+            STRIPE_SECRET_KEY="sk_live_service_tests_0123456789",
+            STRIPE_PUBLISHABLE_KEY="pk_live_service_tests_0123456789",
+        ) as live:
             response = live.post("/customers", json={"email": email, "test_clock": "clock_x"})
         assert response.status_code == 400, response.text
         error = response.json()["error"]
