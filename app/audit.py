@@ -13,10 +13,14 @@ events. What it reports, each a `Finding`:
 - `orphan_intent`: an intent naming an order (`service_order_id`) that is missing, abandoned,
   not linked yet, or linked to another intent;
 - `multiple_succeeded`: an order with more than one succeeded intent: a double charge;
-- `unmatched_event`: a webhook event stored as `unmatched` (it named an order not here).
+- `unmatched_event`: a webhook event stored as `unmatched` (it named an order not here);
+- `transition_without_event`: an order's history entry with no outbox event (same order, type,
+  cause and time), so subscribers were never told of it;
+- `event_without_transition`: an order's outbox event with no such history entry.
 
-Money is affected by everything but an orphan that holds no money (canceled, or never paid) and
-an unmatched event of a type that moves none. Objects younger than `--min-age` seconds are left
+Money is affected by everything but an orphan that holds no money (canceled, or never paid), an
+unmatched event of a type that moves none, and a difference between history and outbox (what
+was told, not what was paid). Objects younger than `--min-age` seconds are left
 out: their webhooks may be in flight. `reconcile` settles what it can of these (links, abandons,
 cancels uncaptured orphans); what it cannot (a captured orphan, a double charge) needs a person:
 a refund, or a word with the customer.
@@ -33,14 +37,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, literal, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from stripe.params import PaymentIntentListParams
 
 from app.batch import connected
 from app.config import Settings
-from app.models import Order, OrderStatus, WebhookEvent
-from app.orders.service import ORDER_KEY
+from app.models import Event, Order, OrderHistory, OrderStatus, WebhookEvent
+from app.orders.service import CREATED, ORDER_KEY
 from app.stripe_gateway import StripeGateway
 
 PAID = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
@@ -128,6 +132,7 @@ async def audit(settings: Settings, *, since_days: int, min_age_seconds: int) ->
             await _check_order(gateway, report, order, intents)
         _check_intents(report, orders, intents.values())
         await _check_inbox(sessions, report)
+        await _check_outbox(sessions, report)
     return report
 
 
@@ -247,6 +252,51 @@ async def _check_inbox(sessions: async_sessionmaker[AsyncSession], report: Audit
                     order_id if isinstance(order_id, str) else None,
                     event=event.stripe_event_id,
                 )
+            )
+
+
+async def _check_outbox(sessions: async_sessionmaker[AsyncSession], report: Audit) -> None:
+    """The window's order history entries and order events, held against each other: each
+    transition's event is written with it (app.orders.service), same order, type, cause and
+    time."""
+    since = datetime.fromtimestamp(report.since, UTC)
+    until = datetime.fromtimestamp(report.until, UTC)
+    event_type = case(
+        (OrderHistory.from_status.is_(None), literal(CREATED)),
+        else_=literal("order.") + OrderHistory.to_status,
+    )
+    pair = and_(
+        Event.object_type == "order",
+        Event.object_id == OrderHistory.order_id,
+        Event.type == event_type,
+        Event.cause == OrderHistory.source,
+        Event.created == OrderHistory.at,
+    )
+    async with sessions() as session:
+        lonely = await session.execute(
+            select(OrderHistory.order_id, event_type, OrderHistory.source)
+            .where(
+                OrderHistory.at.between(since, until),
+                not_(select(Event.id).where(pair).exists()),
+            )
+            .order_by(OrderHistory.id)
+        )
+        for order_id, type_, source in lonely:
+            detail = f"{type_} caused by {source} has no event"
+            report.findings.append(Finding("transition_without_event", False, detail, order_id))
+        orphans = await session.execute(
+            select(Event.id, Event.object_id, Event.type, Event.cause)
+            .where(
+                Event.object_type == "order",
+                Event.created.between(since, until),
+                not_(select(OrderHistory.id).where(pair).exists()),
+            )
+            .order_by(Event.created, Event.id)
+        )
+        for event_id, order_id, type_, cause in orphans:
+            detail = f"{type_} caused by {cause} has no history entry"
+            report.findings.append(
+                Finding("event_without_transition", False, detail, order_id, event=event_id)
             )
 
 

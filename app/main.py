@@ -16,6 +16,7 @@ from app.config import ConfigurationError, Settings
 from app.customers.router import router as customers
 from app.db import create_engine, create_sessionmaker
 from app.demo.router import router as demo
+from app.events.router import router as events
 from app.health import router as health
 from app.idempotency import IdempotencyMiddleware
 from app.invoices.router import router as invoices
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         invoices,
         refunds,
         orders,
+        events,
         public,
         webhooks,
         health,

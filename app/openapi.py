@@ -176,6 +176,11 @@ TAGS = [
         "description": "Recurring billing on Stripe, mirrored locally from its webhooks.",
     },
     {"name": "invoices", "description": "Stripe's invoices, mirrored locally from its webhooks."},
+    {
+        "name": "events",
+        "description": "The service's own events: every change of an order, subscription or "
+        "invoice, written with the change.",
+    },
 ]
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",

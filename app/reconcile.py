@@ -636,7 +636,7 @@ async def _refresh(
     """Record `obj` in its own transaction; whether the mirror changed (a line says how)."""
     async with sessionmaker() as session, session.begin():
         before = await mirror.status_of(session, kind, obj["id"])
-        _row, changed = await mirror.record(session, kind, obj, if_changed=True)
+        _row, changed = await mirror.record(session, kind, obj, cause=SOURCE, if_changed=True)
     if changed:
         after = obj.get("status")
         why = f"{kind} refreshed from Stripe: {', '.join(changed)}"

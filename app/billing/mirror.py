@@ -9,6 +9,12 @@ read that fails is the gateway's 503 (`stripe_unavailable`): the transaction rol
 Stripe delivers the event again. `record` stores an object that did not come with an event (an
 API answer, reconcile's read): `event_created` becomes null, so the next event is checked
 against Stripe rather than trusted to be newer.
+
+Every write here that changes a subscription's status, or brings an invoice to an outcome (paid,
+a failed payment attempt, voided, marked uncollectible), adds its outbox event (app.models.Event:
+`subscription.<status>`, `invoice.paid`, `invoice.payment_failed`, `invoice.voided`,
+`invoice.marked_uncollectible`) to the session, so it commits with the change. Its `cause` is
+the Stripe event id, the API call or `reconcile` that made the write.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing.ordering import Placement, may_overwrite, place
 from app.errors import NotFound
-from app.models import Invoice, SimulatedClock, Subscription
+from app.models import Event, Invoice, SimulatedClock, Subscription
+from app.models.base import new_id, utcnow
 from app.stripe_gateway import StripeGateway
 
 Row = Subscription | Invoice
@@ -124,14 +131,56 @@ async def _locked(session: AsyncSession, kind: str, stripe_id: str) -> Row | Non
     return row
 
 
+# An invoice's outcomes, by the status that marks them, as its events name them.
+INVOICE_OUTCOMES = {"paid": "paid", "void": "voided", "uncollectible": "marked_uncollectible"}
+
+
+def _before(row: Row | None) -> tuple[str | None, int]:
+    """What a write is held against to tell its events: the status and attempt count."""
+    if row is None:
+        return None, 0
+    return row.status, row.attempt_count if isinstance(row, Invoice) else 0
+
+
+def _emit(session: AsyncSession, row: Row, before: tuple[str | None, int], cause: str) -> None:
+    """Add the outbox event of the change from `before` to `row`, if it is one to report."""
+    status, attempts = before
+    if isinstance(row, Subscription):
+        if row.status is None or row.status == status or row.stripe_id is None:
+            return
+        kind, event_type, shown = "subscription", f"subscription.{row.status}", dict(row.data)
+    else:
+        if row.status != status and row.status in INVOICE_OUTCOMES:
+            outcome = INVOICE_OUTCOMES[row.status]
+        elif row.status == "open" and row.attempt_count > attempts:
+            outcome = "payment_failed"  # an attempt was made and the invoice is still due
+        else:
+            return
+        kind, event_type = "invoice", f"invoice.{outcome}"
+        shown = {**row.data, "subscription": row.subscription}
+    session.add(
+        Event(
+            id=new_id("evt"),
+            type=event_type,
+            created=utcnow(),
+            object_type=kind,
+            object_id=row.stripe_id,
+            object=shown,
+            cause=cause,
+        )
+    )
+
+
 async def _store(
     session: AsyncSession,
     kind: str,
     row: Row | None,
     obj: dict[str, Any],
     event_created: int | None,
+    cause: str,
 ) -> Row:
-    """Write `obj` into `row` (a new row if None) and flush."""
+    """Write `obj` into `row` (a new row if None), with its event if it has one, and flush."""
+    before = _before(row)
     if kind == "subscription":
         sub = row if isinstance(row, Subscription) else Subscription()
         at = (
@@ -148,6 +197,7 @@ async def _store(
     stored.event_created = event_created
     if row is None:
         session.add(stored)
+    _emit(session, stored, before, cause)
     await session.flush()
     return stored
 
@@ -158,19 +208,21 @@ async def apply_event(
     kind: str,
     obj: dict[str, Any],
     event_created: int | None,
+    *,
+    cause: str,
 ) -> Placement:
     """Place the event's object (`kind`: "subscription" or "invoice") against its row and store
-    what the placement says; the placement."""
+    what the placement says; the placement. `cause`: the Stripe event's id."""
     row = await _locked(session, kind, obj["id"])
     if row is None:
-        await _store(session, kind, None, obj, event_created)
+        await _store(session, kind, None, obj, event_created, cause)
         return Placement.APPLY
     placement = place(kind, row.status, row.event_created, event_created)
     if placement is Placement.STALE:
         return placement
     if placement is Placement.REFETCH:
         obj = await _current(gateway, kind, obj)
-    await _store(session, kind, row, obj, event_created)
+    await _store(session, kind, row, obj, event_created, cause)
     return placement
 
 
@@ -185,11 +237,17 @@ async def _current(gateway: StripeGateway, kind: str, obj: dict[str, Any]) -> di
 
 
 async def record(
-    session: AsyncSession, kind: str, obj: dict[str, Any], *, if_changed: bool = False
+    session: AsyncSession,
+    kind: str,
+    obj: dict[str, Any],
+    *,
+    cause: str,
+    if_changed: bool = False,
 ) -> tuple[Row, list[str]]:
-    """Store an object Stripe answered outside an event (an API answer, reconcile): the row and
-    the fields the mirror now answers differently. A terminal row keeps its state; with
-    `if_changed`, a row that would answer the same is left as it is (its `event_created` too)."""
+    """Store an object Stripe answered outside an event (an API answer, reconcile; `cause` names
+    it): the row and the fields the mirror now answers differently. A terminal row keeps its
+    state; with `if_changed`, a row that would answer the same is left as it is (its
+    `event_created` too)."""
     row = await _locked(session, kind, obj["id"])
     if row is not None and not may_overwrite(kind, row.status):
         return row, []
@@ -202,7 +260,7 @@ async def record(
             _fill_invoice(probe, obj)
         if not changes(before, summary(probe)):
             return row, []
-    stored = await _store(session, kind, row, obj, None)
+    stored = await _store(session, kind, row, obj, None, cause)
     return stored, changes(before, summary(stored))
 
 
@@ -258,17 +316,21 @@ async def status_of(session: AsyncSession, kind: str, stripe_id: str) -> str | N
     return status
 
 
-async def adopt(session: AsyncSession, row: Subscription, sub: dict[str, Any]) -> Subscription:
-    """Record Stripe's answer to the create that `row` was committed for. A webhook may have
-    mirrored the subscription first, in a row of its own: that row is kept, takes the answer
-    and the request's caller and key, and the placeholder is deleted."""
+async def adopt(
+    session: AsyncSession, row: Subscription, sub: dict[str, Any], *, cause: str
+) -> Subscription:
+    """Record Stripe's answer to the create that `row` was committed for (`cause`: that API
+    call). A webhook may have mirrored the subscription first, in a row of its own: that row is
+    kept, takes the answer and the request's caller and key, and the placeholder is deleted."""
     found = await session.scalar(
         select(Subscription).where(Subscription.stripe_id == sub["id"]).with_for_update()
     )
     if found is None or found.id == row.id:
         if may_overwrite("subscription", row.status):
+            before = _before(row)
             _fill_subscription(row, sub, await clock_now(session, ref(sub.get("test_clock"))))
             row.event_created = None
+            _emit(session, row, before, cause)
         await session.flush()
         return row
     owner, key, digest = row.idempotency_owner, row.idempotency_key, row.params_digest
@@ -278,8 +340,10 @@ async def adopt(session: AsyncSession, row: Subscription, sub: dict[str, Any]) -
     if may_overwrite("subscription", found.status):
         # The answer ends the create; the events that came first were sent during it. Should
         # one have been later, the next event finds `event_created` null and reads Stripe.
+        before = _before(found)
         _fill_subscription(found, sub, await clock_now(session, ref(sub.get("test_clock"))))
         found.event_created = None
+        _emit(session, found, before, cause)
     await session.flush()
     return found
 

@@ -2,6 +2,7 @@
 
 from app.models.base import Base
 from app.models.billing import Invoice, SimulatedClock, Subscription
+from app.models.event import Event
 from app.models.infrastructure import IdempotencyKey, WebhookEvent
 from app.models.order import Order, OrderHistory, OrderStatus
 from app.models.stripe_objects import (
@@ -16,6 +17,7 @@ __all__ = [
     "Base",
     "CheckoutSession",
     "Customer",
+    "Event",
     "IdempotencyKey",
     "Invoice",
     "Order",

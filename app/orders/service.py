@@ -1,5 +1,6 @@
 """Orders: create them, find them (locked for update), and move them through the state machine,
-keeping a history entry for every change and the local mirror of their payment intent."""
+keeping a history entry and an outbox event (app.models.Event) for every change, and the local
+mirror of their payment intent."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Executable,
+    FromClause,
     Table,
     bindparam,
     delete,
+    func,
     insert,
+    literal,
     select,
     tuple_,
     update,
@@ -31,7 +36,15 @@ from sqlalchemy.sql.selectable import CTE, Exists
 from app import pg_direct
 from app.db import is_postgres
 from app.errors import InvalidRequest, NotFound
-from app.models import CheckoutSession, Order, OrderHistory, OrderStatus, PaymentIntent, Refund
+from app.models import (
+    CheckoutSession,
+    Event,
+    Order,
+    OrderHistory,
+    OrderStatus,
+    PaymentIntent,
+    Refund,
+)
 from app.models.base import new_id, utcnow
 from app.observability import record_transition
 from app.orders.state import (
@@ -62,12 +75,12 @@ async def insert_order(
     attempts: int = 0,
     also: tuple[Insert, dict[str, Any]] | None = None,
 ) -> str:
-    """The id of a new `pending` order, inserted with its first history entry so the id can key
-    the Stripe call that follows. The caller's `Idempotency-Key` (with the caller's identity)
-    ties a retry to this order. No ORM object is built (`get_order` loads one); on Postgres the
-    two rows are one statement, committed on its own (app.pg_direct) when `executor` is the
-    engine; `also` (Postgres only) is another INSERT and its parameters, written in that
-    statement."""
+    """The id of a new `pending` order, inserted with its first history entry and its
+    `order.created` event so the id can key the Stripe call that follows. The caller's
+    `Idempotency-Key` (with the caller's identity) ties a retry to this order. No ORM object is
+    built (`get_order` loads one); on Postgres the three rows are one statement, committed on
+    its own (app.pg_direct) when `executor` is the engine; `also` (Postgres only) is another
+    INSERT and its parameters, written in that statement."""
     order_id = new_id("ord")
     now = utcnow()
     order = {
@@ -89,6 +102,7 @@ async def insert_order(
     history = {"from_status": None, "to_status": OrderStatus.PENDING, "source": source, "at": now}
     params = {f"o_{name}": value for name, value in order.items()}
     params.update({f"h_{name}": value for name, value in history.items()})
+    params.update(e_id=new_id("evt"), e_type=CREATED, e_object=order_object(order))
     statements = _order_statements(
         is_postgres(executor), tuple(order), also[0] if also is not None else None
     )
@@ -107,17 +121,24 @@ async def insert_order(
 def _order_statements(
     postgres: bool, columns: tuple[str, ...], also: Insert | None
 ) -> tuple[Executable, ...]:
-    """A new order's INSERT (parameters `o_*`) and its first history entry's (`h_*`): one
-    statement on Postgres, as `_statements` writes changes, with `also` if given; two on
-    SQLite."""
+    """A new order's INSERT (parameters `o_*`), its first history entry's (`h_*`) and its
+    `order.created` event's (`e_id`, `e_type`, `e_object`): one statement on Postgres, as
+    `_statements` writes changes, with `also` if given; three on SQLite."""
     order = insert(_ORDERS).values({name: _bind("o_", _ORDERS, name) for name in columns})
     history = insert(_HISTORY).values(
         {"order_id": bindparam("o_id"), **{n: _bind("h_", _HISTORY, n) for n in _HISTORY_VALUES}}
     )
+    event = insert(_EVENTS).values(
+        _event_values(bindparam("o_id"), bindparam("e_object", type_=_EVENTS.c.object.type))
+    )
     if not postgres:
         assert also is None, "one statement only on Postgres"
-        return order, history
-    ctes = [history.cte("write_history"), *([also.cte("write_also")] if also is not None else [])]
+        return order, history, event
+    ctes = [
+        history.cte("write_history"),
+        event.cte("write_event"),
+        *([also.cte("write_also")] if also is not None else []),
+    ]
     return (order.add_cte(*ctes),)
 
 
@@ -138,8 +159,12 @@ async def find_order_for_idempotency_key(
 
 
 async def discard_order(session: AsyncSession, order: Order) -> None:
-    """Delete an order that never got a Stripe object (Stripe refused to create it)."""
+    """Delete an order that never got a Stripe object (Stripe refused to create it), with its
+    history and its events."""
     await session.execute(delete(OrderHistory).where(OrderHistory.order_id == order.id))
+    await session.execute(
+        delete(Event).where(Event.object_type == "order", Event.object_id == order.id)
+    )
     await session.execute(delete(Order).where(Order.id == order.id))
 
 
@@ -312,11 +337,11 @@ async def link_payment_intent(
 ) -> bool:
     """`sync_payment_intent` for the common case, without loading or locking the order first:
     if the order is still `pending` with no payment intent, link this one, write its mirror
-    and move the order as the intent's status says, in one statement on Postgres (committed on
-    its own, app.pg_direct, when `executor` is the engine there; `also`, another UPDATE and its
-    parameters, is part of it and applies only if the order is linked). False, with nothing
-    written, when the order is no longer so (a webhook came first): then lock it and use
-    `sync_payment_intent`."""
+    and move the order as the intent's status says (with its history entry and event), in one
+    statement on Postgres (committed on its own, app.pg_direct, when `executor` is the engine
+    there; `also`, another UPDATE and its parameters, is part of it and applies only if the
+    order is linked). False, with nothing written, when the order is no longer so (a webhook
+    came first): then lock it and use `sync_payment_intent`."""
     target = status_for_payment_intent(intent["status"], failed=False)
     if target is not None and decide(OrderStatus.PENDING, target) is not Decision.APPLY:
         return False
@@ -329,9 +354,9 @@ async def link_payment_intent(
         o_amount_received=intent.get("amount_received") or 0,
         o_updated_at=now,
     )
-    if moves:
+    if target is not None:
         params.update(o_status=target, h_from_status=OrderStatus.PENDING, h_to_status=target)
-        params.update(h_source=source, h_at=now)
+        params.update(h_source=source, h_at=now, e_id=new_id("evt"), e_type=event_type(target))
     if also is not None:
         params.update(also[1])
     first, *rest = _link_statements(
@@ -352,10 +377,11 @@ async def link_payment_intent(
 
 @functools.cache
 def _link_statements(postgres: bool, moves: bool, also: Update | None) -> tuple[Executable, ...]:
-    """The order's UPDATE, only while it is `pending` and unlinked (RETURNING its id), then the
-    mirror's INSERT and, when the order `moves`, its history entry's, both taking the order id
-    from that UPDATE: as data-modifying CTEs on Postgres (nothing is inserted when the UPDATE
-    matched nothing), in turn on SQLite."""
+    """The order's UPDATE, only while it is `pending` and unlinked (RETURNING its id and what
+    its event shows), then the mirror's INSERT and, when the order `moves`, its history entry's
+    and its event's, all taking the order from that UPDATE: as data-modifying CTEs on Postgres
+    (nothing is inserted when the UPDATE matched nothing), in turn on SQLite (the event from the
+    order as updated)."""
     columns = ("payment_intent", "amount_received", "updated_at", *(("status",) if moves else ()))
     linked = (
         update(_ORDERS)
@@ -365,7 +391,7 @@ def _link_statements(postgres: bool, moves: bool, also: Update | None) -> tuple[
             _ORDERS.c.payment_intent.is_(None),
         )
         .values({name: _bind("o_", _ORDERS, name) for name in columns})
-        .returning(_ORDERS.c.id)
+        .returning(*(_ORDERS.c[name] for name in _ORDER_OBJECT))
     )
     inserts = [(_MIRRORS, "m_", _MIRROR_VALUES)] + ([(_HISTORY, "h_", _HISTORY_VALUES)] * moves)
     if not postgres:
@@ -378,6 +404,7 @@ def _link_statements(postgres: bool, moves: bool, also: Update | None) -> tuple[
                 )
                 for table, p, names in inserts
             ),
+            *((_event_insert(False, _ORDERS, None),) if moves else ()),
         )
     order = linked.cte("linked")
     ctes = [
@@ -386,6 +413,8 @@ def _link_statements(postgres: bool, moves: bool, also: Update | None) -> tuple[
         .cte(f"link_{table.name}")
         for table, p, names in inserts
     ]
+    if moves:
+        ctes.append(_event_insert(True, order, None).cte("link_events"))
     if also is not None:
         ctes.append(also.where(select(order.c.id).exists()).cte("link_also"))
     return (select(order.c.id).add_cte(*ctes),)
@@ -414,10 +443,11 @@ async def _change(
 @dataclass(frozen=True, slots=True)
 class Change:
     """An order's move to a target status (if the state machine allows it; none: it stays),
-    with its history entry, its other changed columns and (from a payment intent sync, the only
-    writer of mirrors) its payment intent's mirror: the statements that write them, with their
-    parameters. The mirror is an upsert with no query first: a new one is inserted; a known one
-    takes the snapshot unless the order is behind it or the snapshot is older."""
+    with its history entry and its event, its other changed columns and (from a payment intent
+    sync, the only writer of mirrors) its payment intent's mirror: the statements that write
+    them, with their parameters. The mirror is an upsert with no query first: a new one is
+    inserted; a known one takes the snapshot unless the order is behind it or the snapshot is
+    older."""
 
     order_id: str
     decision: Decision
@@ -465,6 +495,8 @@ def _plan(
     params: dict[str, Any] = {"o_id": order.id}
     for prefix, values in (("o_", changed), ("h_", history), ("m_", mirror)):
         params.update({prefix + name: value for name, value in (values or {}).items()})
+    if target is not None and history is not None:
+        params.update(e_id=new_id("evt"), e_type=event_type(target))
     statements = _statements(
         postgres,
         tuple(sorted(changed)),
@@ -485,14 +517,18 @@ def _statements(
     keep_mirror: bool,
     guard: CTE | None = None,
 ) -> tuple[Executable, ...]:
-    """The order's UPDATE of `columns`, its history entry, its mirror's upsert (those asked for),
-    with their parameters named `o_*`, `h_*`, `m_*`. Postgres gets them as one statement (all
-    but one as data-modifying CTEs): one round trip. SQLite has no such CTEs: one by one.
+    """The order's UPDATE of `columns`, its history entry and its event (a transition writes
+    both, and `status` is then in `columns`), its mirror's upsert (those asked for), with their
+    parameters named `o_*`, `h_*` (and `e_id`, `e_type`), `m_*`. Postgres gets them as one
+    statement (all but one as data-modifying CTEs): one round trip; the event takes the order
+    as the UPDATE returns it. SQLite has no such CTEs: one by one, the event from the order as
+    updated.
 
     A `guard` (Postgres) is a CTE of one row or none, with an `order_id` column set when the
     order may be written (the caller's statement has locked it): the statement is then a SELECT
     of the guard's row with every write as a CTE that applies only if `order_id` is set. The
     writes lock nothing before the guard has run, since each waits for its EXISTS."""
+    assert not history or "status" in columns, "a transition writes the order's status"
     held = None
     if guard is not None:
         assert postgres, "a guard is a CTE: Postgres only"
@@ -508,12 +544,26 @@ def _statements(
         parts.append(_insert(insert(_HISTORY), entry, held))
     if mirror:
         parts.append(_upsert_mirror(postgres, keep_mirror, held))
+    if history and postgres:
+        # The event INSERT reads the UPDATE's RETURNING: the UPDATE is its CTE.
+        order_update = cast(Update, parts.pop(0))
+        returned = order_update.returning(*(_ORDERS.c[name] for name in _ORDER_OBJECT))
+        event = _event_insert(True, returned.cte("write_order"), held)
+        if guard is not None:
+            return (select(guard).add_cte(event.cte("write_event"), *_ctes(parts)),)
+        return (event.add_cte(*_ctes(parts)),)
+    if history:
+        parts.insert(2, _event_insert(False, _ORDERS, None))
     if guard is not None:
-        return (select(guard).add_cte(*(p.cte(f"write_{n}") for n, p in enumerate(parts))),)
+        return (select(guard).add_cte(*_ctes(parts)),)
     if not postgres or len(parts) < 2:
         return tuple(parts)
     main, *others = parts
-    return (main.add_cte(*(part.cte(f"write_{n}") for n, part in enumerate(others))),)
+    return (main.add_cte(*_ctes(others)),)
+
+
+def _ctes(parts: Sequence[Insert | Update]) -> list[CTE]:
+    return [part.cte(f"write_{n}") for n, part in enumerate(parts)]
 
 
 def _insert(statement: _AnyInsert, values: dict[str, Any], held: Exists | None) -> _AnyInsert:
@@ -521,6 +571,70 @@ def _insert(statement: _AnyInsert, values: dict[str, Any], held: Exists | None) 
     if held is None:
         return statement.values(values)
     return statement.from_select(list(values), select(*values.values()).where(held))
+
+
+CREATED = "order.created"
+# The order's columns its events show, as they stand after the change.
+_ORDER_OBJECT = (
+    "id",
+    "status",
+    "amount",
+    "currency",
+    "amount_received",
+    "amount_refunded",
+    "customer",
+    "payment_intent",
+    "checkout_session",
+    "description",
+    "metadata",
+)
+
+
+def event_type(status: str) -> str:
+    """The type of the event of an order's move to `status` (`order.paid`, …)."""
+    return f"order.{status}"
+
+
+def order_object(values: dict[str, Any]) -> dict[str, Any]:
+    """The order as its event shows it, from the values written (a missing one is null)."""
+    shown = {name: values.get(name) for name in _ORDER_OBJECT}
+    shown["status"] = str(shown["status"])
+    return {"object": "order", **shown}
+
+
+def _event_values(order_id: Any, shown: Any) -> dict[str, Any]:
+    """An order's event row: `e_id`, `e_type`, the history entry's time and source as its
+    `created` and `cause`, `order_id` and `shown` (the order object): expressions or bound
+    parameters."""
+    return {
+        "id": bindparam("e_id", type_=_EVENTS.c.id.type),
+        "type": bindparam("e_type", type_=_EVENTS.c.type.type),
+        "created": _bind("h_", _HISTORY, "at"),
+        "object_type": literal("order", _EVENTS.c.object_type.type),
+        "object_id": order_id,
+        "object": shown,
+        "cause": _bind("h_", _HISTORY, "source"),
+    }
+
+
+def _event_insert(postgres: bool, order: FromClause, held: Exists | None) -> Insert:
+    """The event INSERT … SELECT of an order's change, the order object built from `order`: the
+    UPDATE's RETURNING (a CTE, Postgres) or the `orders` table after the UPDATE (SQLite); with
+    `held`, only if it is true (as `_insert`)."""
+    pairs: list[ColumnElement[Any]] = []
+    for name in _ORDER_OBJECT:
+        value: ColumnElement[Any] = order.c[name]
+        if name == "metadata" and not postgres:
+            value = func.json(value)  # SQLite keeps JSON as text: embed it as JSON
+        pairs += [literal(name), value]
+    build = func.jsonb_build_object if postgres else func.json_object
+    values = _event_values(order.c.id, build(literal("object"), literal("order"), *pairs))
+    query = select(*values.values())
+    if order is _ORDERS:
+        query = query.where(_ORDERS.c.id == bindparam("o_id"))
+    if held is not None:
+        query = query.where(held)
+    return insert(_EVENTS).from_select(list(values), query)
 
 
 def _bind(prefix: str, table: Table, name: str) -> BindParameter[Any]:
@@ -563,6 +677,7 @@ def _mirror(intent: dict[str, Any]) -> dict[str, Any]:
 
 
 _HISTORY = cast(Table, OrderHistory.__table__)
+_EVENTS = cast(Table, Event.__table__)
 _HISTORY_VALUES = ("from_status", "to_status", "source", "at")
 _MIRRORS = cast(Table, PaymentIntent.__table__)
 # What a newer snapshot of a payment intent overwrites in its mirror.

@@ -59,6 +59,10 @@ class Answer:
     client_secret: str | None = None
 
 
+# The cause the outbox names for what the create records (app.billing.mirror).
+CREATE = "api:POST /subscriptions"
+
+
 def _digest(value: Any) -> str:
     return hashlib.sha256(
         json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
@@ -88,9 +92,9 @@ async def create_subscription(
         try:
             async with sessions.begin() as session:
                 row = await session.get_one(Subscription, row_id)
-                row = await mirror.adopt(session, row, created)
+                row = await mirror.adopt(session, row, created, cause=CREATE)
                 if isinstance(invoice, dict) and invoice.get("id"):
-                    await mirror.record(session, "invoice", invoice)
+                    await mirror.record(session, "invoice", invoice, cause=CREATE)
                 link = await checkout_sessions_of(session, [created["id"]])
             break
         except IntegrityError:
@@ -203,7 +207,8 @@ async def update_subscription(
     updated = await stripe.update_subscription(
         subscription_id, cast(SubscriptionUpdateParams, params), key
     )
-    await mirror.record(session, "subscription", updated.to_dict())
+    cause = f"api:POST /subscriptions/{subscription_id}"
+    await mirror.record(session, "subscription", updated.to_dict(), cause=cause)
     row.version += 1
     await session.flush()
     link = await checkout_sessions_of(session, [subscription_id])
@@ -222,7 +227,8 @@ async def cancel_subscription(
     if row.status not in TERMINAL["subscription"]:
         key = _stripe_key(row, "cancel", caller, idempotency_key, "once")
         canceled = await stripe.cancel_subscription(subscription_id, {}, key)
-        await mirror.record(session, "subscription", canceled.to_dict())
+        cause = f"api:POST /subscriptions/{subscription_id}/cancel"
+        await mirror.record(session, "subscription", canceled.to_dict(), cause=cause)
     link = await checkout_sessions_of(session, [subscription_id])
     return Answer(row.data, link.get(subscription_id))
 

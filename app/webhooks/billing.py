@@ -73,8 +73,10 @@ async def apply(
     event_type: str,
     obj: dict[str, Any],
     created: int | None,
+    event_id: str,
 ) -> Outcome:
-    """Apply one Billing event (a type in EVENT_TYPES) to the mirrors; its inbox outcome."""
+    """Apply one Billing event (a type in EVENT_TYPES, id `event_id`: the cause of the outbox
+    events it writes) to the mirrors; its inbox outcome."""
     if not isinstance(obj.get("id"), str) or not obj["id"]:
         return Outcome.IGNORED
     if event_type in TEST_CLOCK_EVENTS:
@@ -89,4 +91,4 @@ async def apply(
     if event_type == "invoice.deleted":
         # Only a draft can be deleted, and it is gone for good.
         return Outcome.APPLIED if await mirror.forget_draft(session, obj["id"]) else Outcome.STALE
-    return _OUTCOMES[await mirror.apply_event(session, gateway, kind, obj, created)]
+    return _OUTCOMES[await mirror.apply_event(session, gateway, kind, obj, created, cause=event_id)]

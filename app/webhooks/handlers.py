@@ -321,7 +321,9 @@ async def checkout_session_event(event: Event) -> Result:
 async def billing_event(event: Event) -> Result:
     """Mirrored whoever made the object; no order is involved (app.webhooks.billing)."""
     return Result(
-        await billing.apply(event.session, event.gateway, event.type, event.object, event.created)
+        await billing.apply(
+            event.session, event.gateway, event.type, event.object, event.created, event.id
+        )
     )
 
 
