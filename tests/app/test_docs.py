@@ -57,6 +57,8 @@ STATUSES: dict[tuple[str, str], set[int]] = {
     },
     ("GET", "/invoices"): {400, 401, 500, 503},
     ("GET", "/invoices/{invoice_id}"): {400, 401, 404, 500, 503},
+    ("GET", "/events"): {400, 401, 500, 503},
+    ("GET", "/events/{event_id}"): {400, 401, 404, 500, 503},
     ("POST", "/api/create-payment-intent"): {400, 404, 409, 413, 429, 500, 502, 503},
     ("GET", "/api/config"): {400, 500},
     ("POST", "/webhooks/stripe"): {400, 409, 413, 500, 502, 503},
