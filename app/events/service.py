@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import InvalidRequest, NotFound
+from app.errors import NotFound
 from app.models import Event
+from app.pages import newest_by_time
 
 
 async def get_event(session: AsyncSession, event_id: str) -> Event:
@@ -32,16 +33,6 @@ async def list_events(
         query = query.where(Event.type == type)
     if object_id is not None:
         query = query.where(Event.object_id == object_id)
-    if starting_after is not None:
-        cursor = await session.scalar(select(Event).where(Event.id == starting_after))
-        if cursor is None:
-            raise InvalidRequest(
-                f"No such event: '{starting_after}'",
-                code="resource_missing",
-                param="starting_after",
-            )
-        # A row comparison, which the indexes ending in (created, id) answer as a range.
-        query = query.where(tuple_(Event.created, Event.id) < tuple_(cursor.created, cursor.id))
-    query = query.order_by(Event.created.desc(), Event.id.desc()).limit(limit + 1)
-    rows = (await session.scalars(query)).all()
-    return rows[:limit], len(rows) > limit
+    return await newest_by_time(
+        session, query, Event, "event", limit=limit, starting_after=starting_after
+    )

@@ -21,7 +21,6 @@ from sqlalchemy import (
     insert,
     literal,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -35,7 +34,7 @@ from sqlalchemy.sql.selectable import CTE, Exists
 
 from app import pg_direct
 from app.db import is_postgres
-from app.errors import InvalidRequest, NotFound
+from app.errors import NotFound
 from app.models import (
     CheckoutSession,
     Event,
@@ -54,6 +53,7 @@ from app.orders.state import (
     status_for_payment_intent,
     status_for_refunds,
 )
+from app.pages import newest_by_time
 
 # The Stripe metadata key under which every object we create carries our order id (the caller's
 # own `order_id` metadata stays theirs): webhooks find an order by it before it is linked.
@@ -271,21 +271,9 @@ async def list_orders(
         query = query.where(Order.status == status)
     if customer is not None:
         query = query.where(Order.customer == customer)
-    if starting_after is not None:
-        cursor = await session.scalar(select(Order).where(Order.id == starting_after))
-        if cursor is None:
-            raise InvalidRequest(
-                f"No such order: '{starting_after}'",
-                code="resource_missing",
-                param="starting_after",
-            )
-        # A row comparison, which an index ending in (created_at, id) answers as a range.
-        query = query.where(
-            tuple_(Order.created_at, Order.id) < tuple_(cursor.created_at, cursor.id)
-        )
-    query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
-    orders = (await session.scalars(query)).all()
-    return orders[:limit], len(orders) > limit
+    return await newest_by_time(
+        session, query, Order, "order", limit=limit, starting_after=starting_after
+    )
 
 
 async def move(session: AsyncSession, order: Order, target: OrderStatus, source: str) -> Decision:
