@@ -8,7 +8,7 @@ statement (`GUARD` with the change's writes as CTEs) that
 1. stores the event as the general path does (`inbox.STORE`, with the planned outcome; a
    redelivery stops there, having written nothing),
 2. locks the order if it is still as read (a LATERAL subquery on the stored row, SKIP LOCKED),
-3. writes the change (order, history, mirror), each write only if the order was locked, and
+3. writes the change (order, history, mirror, outbox event), each only if the order was locked, and
 4. rolls itself back (`abort_statement`, SQLSTATE `ORDER_MOVED`) when the event was stored
    but the order was not locked: another transaction holds it, or it moved since it was read.
 
