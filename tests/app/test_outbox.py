@@ -19,7 +19,6 @@ from sqlalchemy import text
 
 from app import pg_direct
 from app.db import create_engine
-from app.orders.service import insert_order, link_payment_intent
 from app.webhooks import fast_path
 from app.webhooks.inbox import Outcome, Receipt
 from tests.app.test_billing_webhooks import NOW, delivered, invoice, subscription
@@ -27,6 +26,7 @@ from tests.app.test_billing_webhooks import event as billing_event
 from tests.app.test_checkout_sessions import SEED_PAYMENT
 from tests.app.test_reconcile import ATTEMPTS, assert_lost, run_reconcile
 from tests.app.test_subscriptions import customer_with, subscribe
+from tests.app.test_webhook_lock_order import linked_order
 from tests.app.test_webhooks import (
     confirm_on_stripe,
     create_intent,
@@ -271,20 +271,7 @@ def test_the_fast_path_rolled_back_leaves_no_event() -> None:
 async def _moved_after_read(url: str) -> None:
     engine = create_engine(url, 5, direct_pool_size=2)
     try:
-        intent = {
-            "id": f"pi_outbox_{secrets.token_hex(6)}",
-            "object": "payment_intent",
-            "amount": 2000,
-            "amount_received": 0,
-            "currency": "usd",
-            "status": "requires_payment_method",
-            "created": 1_700_000_000,
-            "metadata": {},
-        }
-        order_id = await insert_order(
-            engine, amount=2000, currency="usd", source="test", metadata={"k": "v"}
-        )
-        assert await link_payment_intent(engine, order_id, intent, "test")
+        order_id, intent = await linked_order(engine, "outbox", metadata={"k": "v"})
         processing = event("payment_intent.processing", {**intent, "status": "processing"})
         (seen,) = await pg_direct.fetch(engine, fast_path.READ_ORDER, {"value": intent["id"]})
         succeeded = event(

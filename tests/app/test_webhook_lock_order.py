@@ -159,18 +159,7 @@ async def one_round(
 ) -> None:
     events: dict[str, list[dict[str, Any]]] = {}
     for _ in range(ORDERS):
-        intent = {
-            "id": f"pi_lock_order_{secrets.token_hex(6)}",
-            "object": "payment_intent",
-            "amount": 2000,
-            "amount_received": 0,
-            "currency": "usd",
-            "status": "requires_payment_method",
-            "created": 1_700_000_000,
-            "metadata": {},
-        }
-        order_id = await insert_order(engine, amount=2000, currency="usd", source="test")
-        assert await link_payment_intent(engine, order_id, intent, "test")
+        order_id, intent = await linked_order(engine, "lock_order")
         events[order_id] = [
             event("payment_intent.processing", {**intent, "status": "processing"}),
             event(
@@ -251,18 +240,7 @@ def test_the_fast_path_locks_no_order_while_its_inbox_insert_waits() -> None:
 async def insert_waits_with_the_order_free(url: str) -> None:
     engine = create_engine(url, 5, direct_pool_size=2)
     try:
-        intent = {
-            "id": f"pi_store_then_lock_{secrets.token_hex(6)}",
-            "object": "payment_intent",
-            "amount": 2000,
-            "amount_received": 0,
-            "currency": "usd",
-            "status": "requires_payment_method",
-            "created": 1_700_000_000,
-            "metadata": {},
-        }
-        order_id = await insert_order(engine, amount=2000, currency="usd", source="test")
-        assert await link_payment_intent(engine, order_id, intent, "test")
+        order_id, intent = await linked_order(engine, "store_then_lock")
         succeeded = event(
             "payment_intent.succeeded", {**intent, "status": "succeeded", "amount_received": 2000}
         )
@@ -318,18 +296,7 @@ def test_the_fast_path_writes_nothing_when_the_order_moved_after_it_was_read() -
 async def moved_after_read(url: str) -> None:
     engine = create_engine(url, 5, direct_pool_size=2)
     try:
-        intent = {
-            "id": f"pi_moved_{secrets.token_hex(6)}",
-            "object": "payment_intent",
-            "amount": 2000,
-            "amount_received": 0,
-            "currency": "usd",
-            "status": "requires_payment_method",
-            "created": 1_700_000_000,
-            "metadata": {},
-        }
-        order_id = await insert_order(engine, amount=2000, currency="usd", source="test")
-        assert await link_payment_intent(engine, order_id, intent, "test")
+        order_id, intent = await linked_order(engine, "moved")
         processing = event("payment_intent.processing", {**intent, "status": "processing"})
         (seen,) = await pg_direct.fetch(engine, fast_path.READ_ORDER, {"value": intent["id"]})
         assert seen["status"] == "pending"
@@ -380,6 +347,26 @@ async def moved_after_read(url: str) -> None:
     finally:
         await pg_direct.close(engine)
         await engine.dispose()
+
+
+async def linked_order(
+    engine: AsyncEngine, prefix: str, **order: Any
+) -> tuple[str, dict[str, Any]]:
+    """A `pending` order of 2,000 usd linked to a new payment intent (`pi_<prefix>_…`, its
+    mirror written), as a create leaves it; `order` goes to `insert_order`."""
+    intent = {
+        "id": f"pi_{prefix}_{secrets.token_hex(6)}",
+        "object": "payment_intent",
+        "amount": 2000,
+        "amount_received": 0,
+        "currency": "usd",
+        "status": "requires_payment_method",
+        "created": 1_700_000_000,
+        "metadata": {},
+    }
+    order_id = await insert_order(engine, amount=2000, currency="usd", source="test", **order)
+    assert await link_payment_intent(engine, order_id, intent, "test")
+    return order_id, intent
 
 
 async def waiting_for_a_lock(engine: AsyncEngine) -> None:
