@@ -15,9 +15,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from app.config import SANDBOX_WEBHOOK_SECRET
-from tests.fixtures.emulator import EmulatorProcess, free_port, start_emulator, stop_emulator
-from tests.fixtures.service import Stack, own_database, start_service, stop, sync_url
+from tests.fixtures.emulator import EmulatorProcess
+from tests.fixtures.service import Stack, sandbox_service, sync_url
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -64,31 +63,13 @@ class Sandbox:
 
 @pytest.fixture(scope="module")
 def sandbox(stack: Stack) -> Iterator[Sandbox]:
-    service_port, emulator_port = free_port(), free_port()
-    emulator = start_emulator(
-        "--webhook-url",
-        f"http://127.0.0.1:{service_port}/webhooks/stripe",
-        "--webhook-secret",
-        SANDBOX_WEBHOOK_SECRET,
-        "--webhook-retry-base-ms",
-        "200",
-        "--public-url",
-        f"http://127.0.0.1:{emulator_port}",
-        port=emulator_port,
-    )
-    try:
-        with own_database(stack, "demo") as database_url:
-            process = start_service(database_url, emulator.url, service_port, sandbox=True)
-            engine = create_engine(sync_url(database_url))
-            url = f"http://127.0.0.1:{service_port}"
-            try:
-                with httpx.Client(base_url=url, timeout=30) as client:
-                    yield Sandbox(url, emulator, client, engine)
-            finally:
-                stop(process)
-                engine.dispose()
-    finally:
-        stop_emulator(emulator)
+    with sandbox_service(stack, "demo") as (url, emulator, database_url):
+        engine = create_engine(sync_url(database_url))
+        try:
+            with httpx.Client(base_url=url, timeout=30) as client:
+                yield Sandbox(url, emulator, client, engine)
+        finally:
+            engine.dispose()
 
 
 def _order_count(sandbox: Sandbox) -> int:

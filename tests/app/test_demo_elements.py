@@ -23,16 +23,12 @@ import httpx
 import pytest
 import stripe
 
-from app.config import SANDBOX_WEBHOOK_SECRET
 from tests.app.test_demo import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from tests.fixtures.emulator import (
     EmulatorProcess,
-    free_port,
     make_client,
-    start_emulator,
-    stop_emulator,
 )
-from tests.fixtures.service import API_KEY, Stack, own_database, start_service, stop
+from tests.fixtures.service import API_KEY, Stack, sandbox_service
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -80,36 +76,16 @@ class Shop:
 
 @pytest.fixture(scope="module")
 def shop(stack: Stack) -> Iterator[Shop]:
-    service_port, emulator_port = free_port(), free_port()
-    emulator = start_emulator(
-        "--webhook-url",
-        f"http://127.0.0.1:{service_port}/webhooks/stripe",
-        "--webhook-secret",
-        SANDBOX_WEBHOOK_SECRET,
-        "--webhook-retry-base-ms",
-        "200",
-        port=emulator_port,
-    )
-    try:
-        with own_database(stack, "elements") as database_url:
-            process = start_service(
-                database_url, emulator.url, service_port, sandbox=True, API_KEYS=API_KEY
-            )
-            url = f"http://127.0.0.1:{service_port}"
-            sdk = make_client(emulator.url, api_key="sk_test_elements")
-            api = httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30
-            )
-            public = httpx.Client(base_url=url, timeout=30)
-            try:
-                yield Shop(url, emulator, api, public, sdk)
-            finally:
-                api.close()
-                public.close()
-                sdk._requestor._client.close()  # type: ignore[union-attr]
-                stop(process)
-    finally:
-        stop_emulator(emulator)
+    with sandbox_service(stack, "elements", API_KEYS=API_KEY) as (url, emulator, _):
+        sdk = make_client(emulator.url, api_key="sk_test_elements")
+        api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30)
+        public = httpx.Client(base_url=url, timeout=30)
+        try:
+            yield Shop(url, emulator, api, public, sdk)
+        finally:
+            api.close()
+            public.close()
+            sdk._requestor._client.close()  # type: ignore[union-attr]
 
 
 @dataclass
