@@ -103,14 +103,16 @@ class TestOrderTransitions:
         assert paid["data"]["object"]["amount_received"] == 2000
 
     def test_created_confirmed_in_one_call(self, stack: Stack) -> None:
-        """The create's answer links the intent and moves the order in one statement: its
-        event is written by that statement, caused by the API call."""
+        """The create's answer and Stripe's payment_intent.succeeded race to move the order:
+        whichever applies first writes order.paid, caused by itself, and the other writes
+        nothing (one event per transition, whoever won)."""
         intent = create_intent(stack, confirm=True, payment_method="pm_card_visa")
         stack.wait_for_order(intent["order_id"], "paid")
         types = assert_one_event_per_transition(stack, intent["order_id"])
         assert types == ["order.created", "order.paid"]
-        causes = [e["cause"] for e in events_of(stack, intent["order_id"])]
-        assert causes == ["api:POST /payment-intents", "api:POST /payment-intents"]
+        created, paid = (e["cause"] for e in events_of(stack, intent["order_id"]))
+        assert created == "api:POST /payment-intents"
+        assert paid == "api:POST /payment-intents" or paid.startswith("evt_"), paid
 
     def test_failure_then_retry(self, stack: Stack) -> None:
         intent = create_intent(stack)
