@@ -94,6 +94,27 @@ class Settings(BaseSettings):
     rate_limit_redis_url: SecretStr | None = None
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     public_max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # Events out (app/relay): where the relay runs, RabbitMQ, and the subscribers' deliveries.
+    # `in-process`: every service process runs the relay (they share the work through row locks);
+    # `off`: only `python -m app relay` processes deliver.
+    events_relay: Literal["in-process", "off"] = "in-process"
+    events_amqp_url: SecretStr | None = None
+    events_amqp_exchange: str = Field(default="payments.events", min_length=1, max_length=255)
+    events_delivery_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # A failed delivery is retried after base × 2^(attempts − 1), at most the max interval, until
+    # the window from the first attempt closes (Stripe's: exponential back-off over three days).
+    events_retry_base_seconds: float = Field(default=30.0, gt=0)
+    events_retry_max_interval_seconds: float = Field(default=6 * 3600.0, gt=0)
+    events_retry_window_seconds: float = Field(default=3 * 24 * 3600.0, gt=0)
+    # Published events whose deliveries are all settled are deleted after this many days.
+    events_retention_days: float = Field(default=30.0, gt=0)
+    # How often an idle relay looks for new events and due deliveries.
+    events_relay_poll_seconds: float = Field(default=0.05, gt=0, le=60)
+    # `/health/ready` reports the outbox as behind when its oldest unpublished event is older.
+    events_backlog_alert_seconds: float = Field(default=60.0, gt=0)
+    # Subscriber URLs on private, loopback or link-local addresses: refused with a live Stripe
+    # key unless this is true (they would let an API key holder probe the service's network).
+    webhook_endpoints_allow_private: bool = False
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -173,6 +194,8 @@ class Settings(BaseSettings):
         """Every configured secret, for the log redaction to remove wherever it appears."""
         found = [self.stripe_key, self.webhook_secret]
         found += [key.get_secret_value() for key in self.api_keys]
+        if self.events_amqp_url is not None:
+            found.append(self.events_amqp_url.get_secret_value())
         return [value for value in found if len(value) >= 8]
 
     @property

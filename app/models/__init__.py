@@ -12,12 +12,15 @@ from app.models.stripe_objects import (
     Refund,
     RefundRequest,
 )
+from app.models.subscriber import DeliveryAttempt, EventDelivery, WebhookEndpoint
 
 __all__ = [
     "Base",
     "CheckoutSession",
     "Customer",
+    "DeliveryAttempt",
     "Event",
+    "EventDelivery",
     "IdempotencyKey",
     "Invoice",
     "Order",
@@ -28,5 +31,6 @@ __all__ = [
     "RefundRequest",
     "SimulatedClock",
     "Subscription",
+    "WebhookEndpoint",
     "WebhookEvent",
 ]
