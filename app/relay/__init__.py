@@ -1,0 +1,1 @@
+"""The relay: hands committed outbox events on to RabbitMQ and to subscribers' webhook endpoints."""
