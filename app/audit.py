@@ -16,7 +16,9 @@ events. What it reports, each a `Finding`:
 - `unmatched_event`: a webhook event stored as `unmatched` (it named an order not here);
 - `transition_without_event`: an order's history entry with no outbox event (same order, type,
   cause and time), so subscribers were never told of it;
-- `event_without_transition`: an order's outbox event with no such history entry.
+- `event_without_transition`: an order's outbox event with no such history entry, but for the
+  events of an order discarded after its `order.created` was published (no order row, and
+  `order.discarded` its newest event): those outlive their history by design.
 
 Money is affected by everything but an orphan that holds no money (canceled, or never paid), an
 unmatched event of a type that moves none, and a difference between history and outbox (what
@@ -39,12 +41,14 @@ from typing import Any
 
 from sqlalchemy import and_, case, literal, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.selectable import Exists
 from stripe.params import PaymentIntentListParams
 
 from app.batch import connected
 from app.config import Settings
 from app.models import Event, Order, OrderHistory, OrderStatus, WebhookEvent
-from app.orders.service import CREATED, ORDER_KEY
+from app.orders.service import CREATED, DISCARDED, ORDER_KEY
 from app.stripe_gateway import StripeGateway
 
 PAID = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
@@ -290,6 +294,7 @@ async def _check_outbox(sessions: async_sessionmaker[AsyncSession], report: Audi
                 Event.object_type == "order",
                 Event.created.between(since, until),
                 not_(select(OrderHistory.id).where(pair).exists()),
+                not_(_of_a_discarded_order()),
             )
             .order_by(Event.created, Event.id)
         )
@@ -298,6 +303,28 @@ async def _check_outbox(sessions: async_sessionmaker[AsyncSession], report: Audi
             report.findings.append(
                 Finding("event_without_transition", False, detail, order_id, event=event_id)
             )
+
+
+def _of_a_discarded_order() -> Exists:
+    """Whether the enclosing query's `Event` is of an order discarded after its `order.created`
+    went out: no order row, and `order.discarded` its newest event."""
+    discarded, later = aliased(Event), aliased(Event)
+    newer = select(later.id).where(
+        later.object_type == "order",
+        later.object_id == discarded.object_id,
+        later.created > discarded.created,
+    )
+    return (
+        select(discarded.id)
+        .where(
+            discarded.object_type == "order",
+            discarded.object_id == Event.object_id,
+            discarded.type == DISCARDED,
+            not_(newer.exists()),
+            not_(select(Order.id).where(Order.id == discarded.object_id).exists()),
+        )
+        .exists()
+    )
 
 
 def _order_named(intent: dict[str, Any]) -> str | None:

@@ -392,7 +392,7 @@ async def _discard_order(sessions: async_sessionmaker[AsyncSession], order_id: s
     async with sessions.begin() as session:
         order = await get_order(session, order_id, for_update=True)
         await session.execute(delete(CheckoutSession).where(CheckoutSession.order_id == order_id))
-        await discard_order(session, order)
+        await discard_order(session, order, CREATE_SOURCE)
 
 
 async def get_checkout_session(

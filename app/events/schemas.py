@@ -42,7 +42,8 @@ class EventRead(BaseModel):
     """One change the service made: an order's transition (`order.created`, `order.paid`, …), a
     subscription's new status (`subscription.active`, …) or an invoice's outcome
     (`invoice.paid`, `invoice.payment_failed`, `invoice.voided`,
-    `invoice.marked_uncollectible`)."""
+    `invoice.marked_uncollectible`). `order.discarded`: a create Stripe refused after its
+    `order.created` went out; the order is gone, its object shows it as `discarded`."""
 
     id: str = Field(examples=["evt_Qm3x9Lk2Zp8sWq1Rt5Yb"])
     object: Literal["event"] = "event"

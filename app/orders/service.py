@@ -158,14 +158,49 @@ async def find_order_for_idempotency_key(
     )
 
 
-async def discard_order(session: AsyncSession, order: Order) -> None:
+async def discard_order(session: AsyncSession, order: Order, source: str) -> None:
     """Delete an order that never got a Stripe object (Stripe refused to create it), with its
-    history and its events."""
-    await session.execute(delete(OrderHistory).where(OrderHistory.order_id == order.id))
-    await session.execute(
-        delete(Event).where(Event.object_type == "order", Event.object_id == order.id)
+    history and its events not yet published. An event the relay already published stays, and
+    `order.discarded` (caused by `source`, the order as it stood) follows it, so a subscriber
+    told of the order hears that it is gone. The events are locked first: a relay publishing
+    one now is waited for, and its `published_at` read after it commits."""
+    events = await session.execute(
+        select(Event.id, Event.published_at)
+        .where(Event.object_type == "order", Event.object_id == order.id)
+        .with_for_update()
     )
+    published = False
+    unpublished = []
+    for event_id, published_at in events:
+        published = published or published_at is not None
+        if published_at is None:
+            unpublished.append(event_id)
+    if unpublished:
+        await session.execute(delete(Event).where(Event.id.in_(unpublished)))
+    if published:
+        await _write_discarded(session, order.id, source)
+    await session.execute(delete(OrderHistory).where(OrderHistory.order_id == order.id))
     await session.execute(delete(Order).where(Order.id == order.id))
+
+
+async def _write_discarded(session: AsyncSession, order_id: str, source: str) -> None:
+    row = (
+        await session.execute(
+            select(*(_ORDERS.c[name] for name in _ORDER_OBJECT)).where(_ORDERS.c.id == order_id)
+        )
+    ).one()
+    shown = order_object({**row._mapping, "status": DISCARDED_STATUS})
+    await session.execute(
+        insert(_EVENTS).values(
+            id=new_id("evt"),
+            type=DISCARDED,
+            created=utcnow(),
+            object_type="order",
+            object_id=order_id,
+            object=shown,
+            cause=source,
+        )
+    )
 
 
 async def claim_unlinked_order(
@@ -562,6 +597,10 @@ def _insert(statement: _AnyInsert, values: dict[str, Any], held: Exists | None) 
 
 
 CREATED = "order.created"
+# The last event of an order Stripe refused to create after its `order.created` was published;
+# its object shows the order with this status, which no order row ever has.
+DISCARDED = "order.discarded"
+DISCARDED_STATUS = "discarded"
 # The order's columns its events show, as they stand after the change.
 _ORDER_OBJECT = (
     "id",

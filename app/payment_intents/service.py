@@ -157,12 +157,13 @@ async def create(
             locked = await get_order(session, order_id, for_update=True)
             if exc.extra.get("payment_intent") or locked.payment_intent:
                 return await _declined(session, gateway, locked, exc, source)
-            await discard_order(session, locked)
+            await discard_order(session, locked, source)
         return Outcome(order_id, {}, error=exc)
     except (InvalidRequest, NotFound, StripeFailure) as exc:
         # Stripe refused to create anything: the order goes too.
         async with sessions.begin() as session:
-            await discard_order(session, await get_order(session, order_id, for_update=True))
+            locked = await get_order(session, order_id, for_update=True)
+            await discard_order(session, locked, source)
         return Outcome(order_id, {}, error=exc)
     return await _record(sessions, order_id, intent, source, claim=claim)
 
