@@ -18,6 +18,10 @@ python -m app replay-event EVT_ID
                          fetch one event from Stripe and apply it as its webhook would be,
                          through the inbox: an event already there was applied once and is not
                          applied again (run `reconcile` to bring its order to Stripe's state)
+python -m app relay      hand the outbox's events on to RabbitMQ (EVENTS_AMQP_URL) and to the
+                         subscribers' webhook endpoints until SIGTERM/SIGINT; as many as you
+                         like, beside or instead of the service processes' own relays
+                         (EVENTS_RELAY=off on those); --metrics-port serves its counters
 python -m app create-api-key
                          print a new random API key and the API_KEYS line for it; nothing is
                          stored: the service reads its keys from the environment
@@ -33,6 +37,7 @@ import argparse
 import asyncio
 import errno
 import json
+import logging
 import os
 import secrets
 import signal
@@ -50,6 +55,7 @@ from urllib.parse import urlsplit
 import httpx
 from alembic import command
 from alembic.config import Config
+from prometheus_client import start_http_server
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -57,10 +63,13 @@ from sqlalchemy.exc import DBAPIError
 from app.audit import audit
 from app.batch import connected
 from app.config import SANDBOX_API_KEY_FILE, SANDBOX_WEBHOOK_SECRET, ConfigurationError, Settings
+from app.db import create_engine, create_sessionmaker
 from app.errors import AppError
+from app.log import configure_logging
 from app.models import WebhookEvent
-from app.observability import write_job_metrics
+from app.observability import Metrics, write_job_metrics
 from app.reconcile import MAX_EVENT_DAYS, apply_event, reconcile
+from app.relay.runner import Relay
 from app.stripe_gateway import API_VERSION, StripeGateway
 from app.webhooks.handlers import HANDLERS, OrderNotReady
 
@@ -411,6 +420,29 @@ async def register_webhook(settings: Settings, url: str, out: Callable[[str], No
     return 0
 
 
+async def run_relay(settings: Settings, metrics_port: int | None) -> int:
+    """The relay on its own, until SIGTERM or SIGINT."""
+    configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets())
+    engine = create_engine(
+        settings.database_url, settings.database_pool_size, settings.database_direct_pool_size
+    )
+    metrics = Metrics()
+    if metrics_port is not None:
+        start_http_server(metrics_port, registry=metrics.registry)
+    relay = Relay(create_sessionmaker(engine), settings, metrics)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, relay.stop)
+    logging.getLogger("app.relay").info(
+        "relay started (RabbitMQ: %s)", "on" if settings.events_amqp_url else "off"
+    )
+    try:
+        await relay.run()
+    finally:
+        await engine.dispose()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m app",
@@ -486,6 +518,14 @@ def main(argv: list[str] | None = None) -> None:
         help="fetch a Stripe event and apply it through the webhook inbox (once, ever)",
     )
     replay_parser.add_argument("event_id", metavar="EVT_ID")
+    relay_parser = commands.add_parser(
+        "relay", help="hand outbox events on to RabbitMQ and webhook endpoints until stopped"
+    )
+    relay_parser.add_argument(
+        "--metrics-port",
+        type=port_number,
+        help="serve this relay's Prometheus counters on that port",
+    )
     commands.add_parser("create-api-key", help="print a new API key for API_KEYS (stores nothing)")
     webhooks_parser = commands.add_parser("webhooks", help="the service's webhook endpoint")
     webhooks_commands = webhooks_parser.add_subparsers(dest="webhooks_command", required=True)
@@ -528,6 +568,8 @@ def _dispatch(args: argparse.Namespace) -> None:
         sys.exit(run_audit(Settings(), args))
     elif args.command == "replay-event":
         sys.exit(asyncio.run(replay_event(Settings(), args.event_id, say)))
+    elif args.command == "relay":
+        sys.exit(asyncio.run(run_relay(Settings(), args.metrics_port)))
     elif args.command == "create-api-key":
         create_api_key(say)
     elif args.command == "webhooks":

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import Session
 from app.models import WebhookEvent
 from app.observability import CONTENT_TYPE_LATEST, Metrics
+from app.relay.status import backlog
 from app.stripe_gateway import Gateway, StripeGateway
 
 router = APIRouter(tags=["health"])
@@ -45,14 +46,18 @@ class Live(BaseModel):
 
 
 class Check(BaseModel):
-    status: Literal["ok", "failing"]
-    detail: str | None = Field(default=None, description="Why the check fails.")
+    status: Literal["ok", "failing", "behind"] = Field(
+        description="`behind` (the outbox only) reports without failing readiness."
+    )
+    detail: str | None = Field(default=None, description="Why the check fails or lags.")
 
 
 class Readiness(BaseModel):
     status: Literal["ok", "unavailable"]
     failing: list[str] = Field(description="The names of the failing checks.")
-    checks: dict[str, Check] = Field(description="`database`, `migrations`, `stripe`.")
+    checks: dict[str, Check] = Field(
+        description="`database`, `migrations`, `stripe`, and `outbox` once the schema is current."
+    )
 
 
 @router.get("/health", summary="Liveness and database readiness")
@@ -84,7 +89,9 @@ async def ready(request: Request, stripe: Gateway) -> Readiness | JSONResponse:
         _database(request), _stripe(stripe), return_exceptions=False
     )
     checks = {"database": database[0], "migrations": database[1], "stripe": stripe_check}
-    failing = [name for name, check in checks.items() if check.status != "ok"]
+    if database[1].status == "ok":
+        checks["outbox"] = await _outbox(request)
+    failing = [name for name, check in checks.items() if check.status == "failing"]
     body = Readiness(status="unavailable" if failing else "ok", failing=failing, checks=checks)
     if failing:
         return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
@@ -105,7 +112,11 @@ async def metrics(request: Request) -> Response:
     (applied, duplicate, ignored, stale, failed); `order_transitions_total` by from and to
     status; `webhook_inbox_oldest_unprocessed_age_seconds`, computed at scrape time from the
     stored events not yet applied (0 when none: events are stored and applied in one
-    transaction, so it only rises if that stops being true). Counters are per process."""
+    transaction, so it only rises if that stops being true). The relay's:
+    `events_handed_on_total`, `event_deliveries_total` by endpoint and outcome (succeeded,
+    retry, failed), and, at scrape time, `outbox_unpublished_events`,
+    `outbox_oldest_unpublished_age_seconds` and `event_deliveries_pending`. Counters are per
+    process."""
     registry: Metrics = request.app.state.metrics
     try:
         async with request.app.state.sessionmaker() as session:
@@ -114,9 +125,10 @@ async def metrics(request: Request) -> Response:
                     WebhookEvent.outcome.not_in(FINAL_OUTCOMES)
                 )
             )
+            behind = await backlog(session)
     except Exception:
-        # The database is down: the other metrics are still worth scraping; the gauge keeps
-        # its last value.
+        # The database is down: the other metrics are still worth scraping; the gauges keep
+        # their last values.
         pass
     else:
         age = 0.0
@@ -124,6 +136,9 @@ async def metrics(request: Request) -> Response:
             received = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
             age = max(0.0, (datetime.now(UTC) - received).total_seconds())
         registry.inbox_age.set(age)
+        registry.outbox_depth.set(behind.unpublished)
+        registry.outbox_age.set(behind.oldest_age_seconds)
+        registry.deliveries_pending.set(behind.pending_deliveries)
     return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -149,6 +164,28 @@ async def _database(request: Request) -> tuple[Check, Check]:
             status="failing", detail=f"database at {current}, migrations head is {head}"
         )
     return Check(status="ok"), Check(status="ok")
+
+
+async def _outbox(request: Request) -> Check:
+    """`behind` when the oldest event not handed on is older than EVENTS_BACKLOG_ALERT_SECONDS:
+    subscribers and RabbitMQ are not hearing of changes (the relay is down, or the broker). Not
+    a reason to take the service out of rotation: payments still work."""
+    settings = request.app.state.settings
+    try:
+        async with asyncio.timeout(DATABASE_TIMEOUT_SECONDS):
+            async with request.app.state.sessionmaker() as session:
+                behind = await backlog(session)
+    except Exception as exc:  # reported by the database check already
+        return Check(status="behind", detail=f"unknown: {type(exc).__name__}")
+    if behind.oldest_age_seconds <= settings.events_backlog_alert_seconds:
+        return Check(status="ok")
+    return Check(
+        status="behind",
+        detail=f"{behind.unpublished} events not handed on, the oldest "
+        f"{behind.oldest_age_seconds:.0f} s old (alert at "
+        f"{settings.events_backlog_alert_seconds:g} s); {behind.pending_deliveries} deliveries "
+        "pending",
+    )
 
 
 async def _current_revision(session: AsyncSession) -> str | None:

@@ -27,6 +27,7 @@ from app.orders.router import router as orders
 from app.payment_intents.router import router as payment_intents
 from app.public.router import router as public
 from app.refunds.router import router as refunds
+from app.relay.runner import Relay
 from app.security import SecurityMiddleware, make_rate_limiter
 from app.startup import log_banner
 from app.stripe_gateway import StripeGateway
@@ -70,11 +71,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.api_key_digests = [key_digest(k.get_secret_value()) for k in settings.api_keys]
         # Tasks started from the lifespan record into this app's metrics too.
         token = current_metrics.set(metrics)
+        relay = None
+        if settings.events_relay == "in-process":
+            relay = Relay(app.state.sessionmaker, settings, metrics)
+            relay.start()
         _tune_gc()
         log_banner(settings)
         try:
             yield
         finally:
+            if relay is not None:
+                await relay.close()
             current_metrics.reset(token)
             await app.state.stripe.close()
             await limiter.close()

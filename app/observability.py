@@ -100,6 +100,31 @@ class Metrics:
             registry=r,
         )
 
+        self.events_handed_on = Counter(
+            "events_handed_on",
+            "Outbox events handed on by this process's relay (to RabbitMQ when configured, and "
+            "into one delivery per listening endpoint).",
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "event_deliveries",
+            "Delivery attempts to subscribers' endpoints by endpoint and outcome: succeeded, "
+            "retry (failed, tried again later), failed (failed, retry window over).",
+            ["endpoint", "outcome"],
+            registry=r,
+        )
+        self.outbox_depth = Gauge(
+            "outbox_unpublished_events", "Events not yet handed on by a relay.", registry=r
+        )
+        self.outbox_age = Gauge(
+            "outbox_oldest_unpublished_age_seconds",
+            "Age of the oldest event not yet handed on (0 when none).",
+            registry=r,
+        )
+        self.deliveries_pending = Gauge(
+            "event_deliveries_pending", "Deliveries not yet succeeded nor given up.", registry=r
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

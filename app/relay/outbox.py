@@ -1,0 +1,110 @@
+"""Handing committed events on: RabbitMQ (when configured) and one delivery row per listening
+endpoint, then `published_at`, all or nothing.
+
+One relay at a time hands events on (a transaction-scoped advisory lock on Postgres), oldest
+first: with any number of relays, each object's events still leave in the order they were
+written. The rows are also locked (`FOR UPDATE SKIP LOCKED`), so that a discarded order's events
+are either handed on or deleted, never both. A failure (the broker down, a nack) rolls the whole
+batch back: its events stay unpublished and the next pass hands them on again, so an event may
+reach RabbitMQ twice (after a crash between the broker's confirm and the commit), never zero
+times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import is_postgres
+from app.events.schemas import EventRead
+from app.models import Event, EventDelivery, WebhookEndpoint
+from app.models.base import aware, new_id, utcnow
+from app.relay.amqp import AmqpPublisher, Message
+from app.subscribers.service import listens
+
+# pg_advisory_xact_lock's key for "handing events on" (any constant unique to this use).
+PUBLISH_LOCK = 0x5041_594D_4F55_5431
+
+
+def event_body(event: Event) -> bytes:
+    """What subscribers and the broker receive: the event as `GET /events/{id}` shows it."""
+    return EventRead.of(event).model_dump_json().encode()
+
+
+async def hand_on(
+    sessions: async_sessionmaker[AsyncSession],
+    publisher: AmqpPublisher | None,
+    *,
+    limit: int = 500,
+) -> list[Event]:
+    """Hand on up to `limit` of the oldest unpublished events; the events handed on (none when
+    there are none, or another relay is handing events on). Raises what the publisher raises,
+    having changed nothing."""
+    async with sessions() as session, session.begin():
+        if is_postgres(session) and not await session.scalar(
+            select(func.pg_try_advisory_xact_lock(PUBLISH_LOCK))
+        ):
+            return []
+        events = list(
+            await session.scalars(
+                select(Event)
+                .where(Event.published_at.is_(None))
+                .order_by(Event.created, Event.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        if not events:
+            return []
+        if publisher is not None:
+            await publisher.publish([_message(event) for event in events])
+        now = utcnow()
+        await _fan_out(session, events, now)
+        await session.execute(
+            update(Event)
+            .where(Event.id.in_([event.id for event in events]))
+            .values(published_at=now)
+        )
+    return events
+
+
+def _message(event: Event) -> Message:
+    return Message(
+        id=event.id,
+        type=event.type,
+        object_id=event.object_id,
+        created=aware(event.created),
+        body=event_body(event),
+    )
+
+
+async def _fan_out(session: AsyncSession, events: Sequence[Event], now: datetime) -> None:
+    """One pending delivery per event and enabled endpoint listening to its type."""
+    endpoints = (
+        await session.execute(
+            select(WebhookEndpoint.id, WebhookEndpoint.enabled_events).where(
+                WebhookEndpoint.status == "enabled"
+            )
+        )
+    ).all()
+    rows = [
+        {
+            "id": new_id("del"),
+            "event_id": event.id,
+            "endpoint_id": endpoint_id,
+            "object_id": event.object_id,
+            "event_created": event.created,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created": now,
+        }
+        for event in events
+        for endpoint_id, enabled_events in endpoints
+        if listens(enabled_events, event.type)
+    ]
+    if rows:
+        await session.execute(insert(EventDelivery), rows)

@@ -1,0 +1,190 @@
+"""The relay's loops: hand events on as they commit, send deliveries as they fall due, prune
+what retention allows. It runs inside each service process (`EVENTS_RELAY=in-process`, the
+default) or as `python -m app relay`; any number of them share the work through the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import delete, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.models import Event, EventDelivery
+from app.models.base import utcnow
+from app.observability import Metrics
+from app.relay import deliveries
+from app.relay.amqp import AmqpPublisher, PublishFailed
+from app.relay.outbox import hand_on
+
+log = logging.getLogger("app.relay")
+
+BATCH = 500
+# Deliveries in flight per relay: a slow endpoint holds one slot each, not the relay.
+CONCURRENCY = 50
+# How often the delivery loop looks for retries falling due; new deliveries wake it at once.
+RETRY_POLL_SECONDS = 1.0
+PRUNE_EVERY_SECONDS = 60.0
+PRUNE_BATCH = 1000
+# After a failure (database or broker down), wait this long before the next pass.
+BACKOFF_SECONDS = 1.0
+
+
+class Relay:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.metrics = metrics
+        url = settings.events_amqp_url
+        self.publisher = (
+            AmqpPublisher(url.get_secret_value(), exchange=settings.events_amqp_exchange)
+            if url is not None
+            else None
+        )
+        self.http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=CONCURRENCY), trust_env=False
+        )
+        self._stopping = asyncio.Event()
+        self._handed_on = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._hand_on_loop(), name="relay-hand-on"),
+            asyncio.create_task(self._deliver_loop(), name="relay-deliver"),
+            asyncio.create_task(self._prune_loop(), name="relay-prune"),
+        ]
+
+    async def run(self) -> None:
+        """Run until `stop()`."""
+        self.start()
+        await self._stopping.wait()
+        await self.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def close(self) -> None:
+        """Stop the loops; deliveries in flight are abandoned (their leases expire)."""
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.http.aclose()
+        if self.publisher is not None:
+            await self.publisher.close()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _hand_on_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                events = await hand_on(self.sessions, self.publisher, limit=BATCH)
+            except PublishFailed as exc:
+                log.warning("relay: RabbitMQ did not confirm a batch, retrying: %s", exc)
+                await self._pause(BACKOFF_SECONDS)
+                continue
+            except Exception:
+                log.exception("relay: handing events on failed, retrying")
+                await self._pause(BACKOFF_SECONDS)
+                continue
+            if events:
+                self._handed_on.set()
+                if self.metrics is not None:
+                    self.metrics.events_handed_on.inc(len(events))
+            if len(events) < BATCH:
+                await self._pause(self.settings.events_relay_poll_seconds)
+
+    async def _deliver_loop(self) -> None:
+        in_flight: set[asyncio.Task[None]] = set()
+        while not self._stopping.is_set():
+            claimed: list[deliveries.Claimed] = []
+            self._handed_on.clear()  # before claiming: what is handed on after it wakes _idle
+            free = CONCURRENCY - len(in_flight)
+            if free > 0:
+                try:
+                    claimed = await deliveries.claim(self.sessions, self.settings, free)
+                except Exception:
+                    log.exception("relay: claiming deliveries failed, retrying")
+                    await self._pause(BACKOFF_SECONDS)
+                    continue
+            for delivery in claimed:
+                task = asyncio.create_task(self._attempt(delivery))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            if not claimed or len(in_flight) >= CONCURRENCY:
+                await self._idle(in_flight)
+        for task in in_flight:
+            task.cancel()
+
+    async def _idle(self, in_flight: set[asyncio.Task[None]]) -> None:
+        """Until events were handed on, a delivery ended, the relay stops, or a retry may be
+        due."""
+        wakers = [
+            asyncio.create_task(self._stopping.wait()),
+            asyncio.create_task(self._handed_on.wait()),
+        ]
+        await asyncio.wait(
+            [*wakers, *in_flight], timeout=RETRY_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+        )
+        for waker in wakers:
+            waker.cancel()
+
+    async def _attempt(self, delivery: deliveries.Claimed) -> None:
+        outcome = await deliveries.send(self.http, self.settings, delivery)
+        try:
+            status = await deliveries.record(self.sessions, self.settings, delivery, outcome)
+        except Exception:
+            log.exception("relay: recording delivery %s failed; it will be sent again", delivery.id)
+            return
+        if self.metrics is not None:
+            result = (
+                "succeeded" if outcome.succeeded else ("failed" if status == "failed" else "retry")
+            )
+            self.metrics.deliveries.labels(delivery.endpoint_id, result).inc()
+
+    async def _prune_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await prune(self.sessions, self.settings)
+            except Exception:
+                log.exception("relay: pruning failed")
+            await self._pause(PRUNE_EVERY_SECONDS)
+
+
+async def prune(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> int:
+    """Delete published events older than the retention whose deliveries are all settled (their
+    deliveries and attempts go with them); how many. By `created` (indexed): an event is
+    published within moments of it."""
+    cutoff = utcnow() - timedelta(days=settings.events_retention_days)
+    pending = exists().where(EventDelivery.event_id == Event.id, EventDelivery.status == "pending")
+    total = 0
+    while True:
+        async with sessions() as session, session.begin():
+            ids = list(
+                await session.scalars(
+                    select(Event.id)
+                    .where(Event.created < cutoff, Event.published_at.is_not(None), ~pending)
+                    .limit(PRUNE_BATCH)
+                )
+            )
+            if ids:
+                await session.execute(delete(Event).where(Event.id.in_(ids)))
+        total += len(ids)
+        if len(ids) < PRUNE_BATCH:
+            return total

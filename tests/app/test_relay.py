@@ -1,0 +1,482 @@
+"""The relay (`python -m app relay`, app/relay/): committed outbox events reach subscribers'
+endpoints signed, in order per object, at least once, whatever the endpoint or the relay does.
+
+Real processes throughout: the relay as `python -m app relay` on a database of its own, the
+subscriber as `tests.fixtures.receiver` (an HTTP server process), `kill -9` for a crash. The
+events are written into the outbox by SQL: the relay reads only that table, and
+tests/app/test_outbox.py shows the service writes one event per transition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from app.config import Settings
+from app.db import create_engine as create_async
+from app.db import create_sessionmaker
+from app.relay.runner import prune
+from tests.fixtures.emulator import free_port
+from tests.fixtures.service import ROOT, Stack, own_database, sync_url
+
+SECRET = "whsec_relay_tests_0123456789abcdef"
+FAST = {
+    "EVENTS_RETRY_BASE_SECONDS": "0.2",
+    "EVENTS_RETRY_MAX_INTERVAL_SECONDS": "1",
+    "EVENTS_DELIVERY_TIMEOUT_SECONDS": "1",
+    "EVENTS_RELAY_POLL_SECONDS": "0.05",
+}
+
+
+@dataclass
+class Receiver:
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    def mode(self, status: int = 200, delay: float = 0.0) -> None:
+        httpx.post(f"{self.url}/_mode", json={"status": status, "delay": delay}, timeout=5)
+
+    def received(self, path: str) -> list[dict[str, Any]]:
+        every = httpx.get(f"{self.url}/_received", timeout=10).json()
+        return [item for item in every if item["path"] == path]
+
+
+def start_receiver(port: int | None = None) -> Receiver:
+    port = port or free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fixtures.receiver", str(port)], cwd=ROOT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/_health", timeout=1)
+            return Receiver(url, port, process)
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("the receiver did not start")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    started = start_receiver()
+    try:
+        yield started
+    finally:
+        stop_process(started.process)
+
+
+@dataclass
+class Outbox:
+    database_url: str
+    engine: Engine
+
+    def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(text(sql), params)]
+
+    def add_endpoint(self, url: str, events: list[str] | None = None) -> str:
+        endpoint_id = f"we_{uuid.uuid4().hex[:20]}"
+        with self.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO webhook_endpoints (id, url, enabled_events, status, secret, "
+                    "metadata, created) VALUES (:id, :url, :events, 'enabled', :secret, '{}', :now)"
+                ),
+                {
+                    "id": endpoint_id,
+                    "url": url,
+                    "events": json.dumps(events or ["*"]),
+                    "secret": SECRET,
+                    "now": datetime.now(UTC),
+                },
+            )
+        return endpoint_id
+
+    def add_events(self, count: int, objects: int = 10, type: str = "order.paid") -> list[str]:
+        """`count` events over `objects` orders, each object's in order of `created`."""
+        start = datetime.now(UTC)
+        rows = [
+            {
+                "id": f"evt_{uuid.uuid4().hex[:20]}",
+                "type": type,
+                "created": start + timedelta(microseconds=i),
+                "object_id": f"ord_relay_{i % objects}",
+                "object": json.dumps(
+                    {"object": "order", "id": f"ord_relay_{i % objects}", "seq": i}
+                ),
+            }
+            for i in range(count)
+        ]
+        with self.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO events (id, type, created, object_type, object_id, object, cause) "
+                    "VALUES (:id, :type, :created, 'order', :object_id, :object, 'test')"
+                ),
+                rows,
+            )
+        return [row["id"] for row in rows]
+
+    def settled(self, endpoint_id: str) -> dict[str, int]:
+        found = self.rows(
+            "SELECT status, count(*) AS n FROM event_deliveries WHERE endpoint_id = :e "
+            "GROUP BY status",
+            e=endpoint_id,
+        )
+        return {row["status"]: row["n"] for row in found}
+
+
+@pytest.fixture
+def outbox(stack: Stack) -> Iterator[Outbox]:
+    with own_database(stack, "relay") as database_url:
+        engine = create_engine(sync_url(database_url))
+        try:
+            yield Outbox(database_url, engine)
+        finally:
+            engine.dispose()
+
+
+def start_relay(outbox: Outbox, **env: str) -> subprocess.Popen[bytes]:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "EVENTS_"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "relay"],
+        cwd=ROOT,
+        env={**inherited, "DATABASE_URL": outbox.database_url, **FAST, **env},
+    )
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what or check}")
+
+
+def verify(body: str, header: str, secret: str = SECRET, tolerance: int = 300) -> bool:
+    """As a subscriber checks `Payments-Signature` (the README's snippet does the same)."""
+    parts = [part.split("=", 1) for part in header.split(",")]
+    timestamp = int(next(value for key, value in parts if key == "t"))
+    expected = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256)
+    signatures = [value for key, value in parts if key == "v1"]
+    fresh = abs(time.time() - timestamp) <= tolerance
+    return fresh and any(hmac.compare_digest(expected.hexdigest(), s) for s in signatures)
+
+
+def moment(value: datetime | str) -> datetime:
+    """A timestamp column as read (SQLite hands back text)."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def path() -> str:
+    return f"/hooks/{uuid.uuid4().hex}"
+
+
+def test_events_reach_the_endpoint_signed_once_each_in_order_per_object(
+    outbox: Outbox, receiver: Receiver
+) -> None:
+    receiver.mode(200)
+    hook = path()
+    endpoint = outbox.add_endpoint(receiver.url + hook)
+    ids = outbox.add_events(200, objects=10)
+    relay = start_relay(outbox)
+    try:
+        wait_until(lambda: len(receiver.received(hook)) >= 200, what="200 deliveries")
+        wait_until(lambda: outbox.settled(endpoint) == {"succeeded": 200}, what="settled")
+    finally:
+        stop_process(relay)
+    got = receiver.received(hook)
+    bodies = [json.loads(item["body"]) for item in got]
+    assert sorted(body["id"] for body in bodies) == sorted(ids)
+    for item in got:
+        assert verify(item["body"], item["headers"]["Payments-Signature"])
+        assert not verify(item["body"], item["headers"]["Payments-Signature"], "whsec_other")
+        assert item["headers"]["Content-Type"] == "application/json"
+    per_object: dict[str, list[int]] = {}
+    for body in bodies:
+        per_object.setdefault(body["data"]["object"]["id"], []).append(
+            body["data"]["object"]["seq"]
+        )
+    assert len(per_object) == 10
+    for seqs in per_object.values():
+        assert seqs == sorted(seqs)
+    assert outbox.rows("SELECT count(*) AS n FROM events WHERE published_at IS NULL")[0]["n"] == 0
+    attempts = outbox.rows("SELECT status_code, excerpt, error FROM delivery_attempts")
+    assert len(attempts) == 200
+    assert {(a["status_code"], a["error"]) for a in attempts} == {(200, None)}
+    assert json.loads(attempts[0]["excerpt"]) == {"received": True, "status": 200}
+
+
+def test_an_endpoint_answering_500_gets_retries_with_back_off_then_the_event(
+    outbox: Outbox, receiver: Receiver
+) -> None:
+    receiver.mode(500)
+    hook = path()
+    endpoint = outbox.add_endpoint(receiver.url + hook)
+    (event_id,) = outbox.add_events(1)
+    relay = start_relay(outbox)
+    try:
+        wait_until(lambda: len(receiver.received(hook)) >= 4, what="4 attempts")
+        receiver.mode(200)
+        wait_until(lambda: outbox.settled(endpoint) == {"succeeded": 1}, what="delivered")
+    finally:
+        stop_process(relay)
+        receiver.mode(200)
+    attempts = outbox.rows("SELECT at, status_code, excerpt FROM delivery_attempts ORDER BY at")
+    assert [a["status_code"] for a in attempts][:4] == [500, 500, 500, 500]
+    assert attempts[-1]["status_code"] == 200
+    assert json.loads(attempts[0]["excerpt"])["status"] == 500
+    gaps = [
+        (moment(b["at"]) - moment(a["at"])).total_seconds()
+        for a, b in zip(attempts[:4], attempts[1:4], strict=False)
+    ]
+    # 0.2 s, then 0.4 s, then 0.8 s (EVENTS_RETRY_BASE_SECONDS doubled), each at least that.
+    for gap, wanted in zip(gaps, (0.2, 0.4, 0.8), strict=False):
+        assert gap >= wanted * 0.9, gaps
+    delivery = outbox.rows("SELECT attempts, status FROM event_deliveries")[0]
+    assert (delivery["attempts"], delivery["status"]) == (len(attempts), "succeeded")
+    assert {json.loads(item["body"])["id"] for item in receiver.received(hook)} == {event_id}
+
+
+def test_an_endpoint_slower_than_the_timeout_gets_retries_then_the_event(
+    outbox: Outbox, receiver: Receiver
+) -> None:
+    receiver.mode(200, delay=1.5)
+    hook = path()
+    endpoint = outbox.add_endpoint(receiver.url + hook)
+    outbox.add_events(1)
+    relay = start_relay(outbox)
+    try:
+        wait_until(
+            lambda: bool(outbox.rows("SELECT 1 FROM delivery_attempts WHERE error = 'timeout'")),
+            what="a timed-out attempt",
+        )
+        receiver.mode(200)
+        wait_until(lambda: outbox.settled(endpoint) == {"succeeded": 1}, what="delivered")
+    finally:
+        stop_process(relay)
+        receiver.mode(200)
+    attempts = outbox.rows("SELECT status_code, error, duration_ms FROM delivery_attempts")
+    timed_out = [a for a in attempts if a["error"] == "timeout"]
+    assert timed_out
+    assert all(a["status_code"] is None for a in timed_out)
+    assert all(a["duration_ms"] >= 900 for a in timed_out)
+    assert attempts[-1]["status_code"] == 200 or any(a["status_code"] == 200 for a in attempts)
+
+
+def test_an_endpoint_that_is_down_gets_the_event_once_it_is_up(outbox: Outbox) -> None:
+    port = free_port()
+    hook = path()
+    endpoint = outbox.add_endpoint(f"http://127.0.0.1:{port}{hook}")
+    outbox.add_events(3, objects=1)
+    relay = start_relay(outbox)
+    late: Receiver | None = None
+    try:
+        wait_until(
+            lambda: len(outbox.rows("SELECT 1 FROM delivery_attempts")) >= 2,
+            what="attempts on a closed port",
+        )
+        # Only the object's oldest event is attempted while it fails: the others wait their turn.
+        assert {row["n"] for row in outbox.rows(
+            "SELECT count(DISTINCT delivery_id) AS n FROM delivery_attempts"
+        )} == {1}  # fmt: skip
+        late = start_receiver(port)
+        wait_until(lambda: outbox.settled(endpoint) == {"succeeded": 3}, what="delivered")
+        seqs = [json.loads(item["body"])["data"]["object"]["seq"] for item in late.received(hook)]
+        assert seqs == [0, 1, 2]
+    finally:
+        stop_process(relay)
+        if late is not None:
+            stop_process(late.process)
+    errors = outbox.rows("SELECT error FROM delivery_attempts WHERE status_code IS NULL")
+    assert errors
+    assert all("Connect" in row["error"] for row in errors)
+
+
+def test_a_delivery_gives_up_when_the_retry_window_closes_and_the_next_event_goes(
+    outbox: Outbox, receiver: Receiver
+) -> None:
+    receiver.mode(500)
+    hook = path()
+    endpoint = outbox.add_endpoint(receiver.url + hook)
+    first, second = outbox.add_events(2, objects=1)
+    relay = start_relay(outbox, EVENTS_RETRY_WINDOW_SECONDS="1")
+    try:
+        wait_until(
+            lambda: outbox.settled(endpoint) == {"failed": 2}, what="both given up", timeout=20
+        )
+    finally:
+        stop_process(relay)
+        receiver.mode(200)
+    rows = outbox.rows(
+        "SELECT event_id, status, attempts, completed_at FROM event_deliveries "
+        "ORDER BY event_created"
+    )
+    assert [row["event_id"] for row in rows] == [first, second]
+    assert all(row["completed_at"] is not None for row in rows)
+    # The first was retried until its window closed; the second, whose window closed while it
+    # waited its turn, was attempted only once the first had given up.
+    assert rows[0]["attempts"] >= 2
+    assert rows[1]["attempts"] >= 1
+    first_done = moment(rows[0]["completed_at"])
+    second_attempts = outbox.rows(
+        "SELECT a.at FROM delivery_attempts a JOIN event_deliveries d ON d.id = a.delivery_id "
+        "WHERE d.event_id = :e",
+        e=second,
+    )
+    assert second_attempts
+    assert all(moment(row["at"]) >= first_done for row in second_attempts)
+
+
+def test_a_disabled_endpoint_gets_nothing(outbox: Outbox, receiver: Receiver) -> None:
+    hook = path()
+    endpoint = outbox.add_endpoint(receiver.url + hook)
+    only_paid = outbox.add_endpoint(receiver.url + hook + "/paid", ["order.paid"])
+    with outbox.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE webhook_endpoints SET status = 'disabled' WHERE id = :id"),
+            {"id": endpoint},
+        )
+    outbox.add_events(2, type="order.created")
+    paid = outbox.add_events(1, type="order.paid")
+    relay = start_relay(outbox)
+    try:
+        wait_until(lambda: outbox.settled(only_paid) == {"succeeded": 1}, what="delivered")
+    finally:
+        stop_process(relay)
+    assert outbox.settled(endpoint) == {}
+    assert receiver.received(hook) == []
+    assert [json.loads(i["body"])["id"] for i in receiver.received(hook + "/paid")] == paid
+
+
+def test_kill_9_of_the_relay_mid_burst_loses_nothing(outbox: Outbox, receiver: Receiver) -> None:
+    receiver.mode(200, delay=0.005)
+    hook = path()
+    endpoint = outbox.add_endpoint(receiver.url + hook)
+    ids = outbox.add_events(2000, objects=50)
+    relay = start_relay(outbox)
+    try:
+        wait_until(lambda: len(receiver.received(hook)) >= 300, what="300 deliveries")
+        relay.send_signal(signal.SIGKILL)
+        relay.wait()
+        before = len(receiver.received(hook))
+        assert before < 2000, "the burst ended before the kill: nothing was tested"
+        relay = start_relay(outbox)
+        wait_until(
+            lambda: outbox.settled(endpoint) == {"succeeded": 2000},
+            what="all delivered",
+            timeout=90,
+        )
+    finally:
+        stop_process(relay)
+        receiver.mode(200)
+    counts = Counter(json.loads(item["body"])["id"] for item in receiver.received(hook))
+    assert set(counts) == set(ids)
+    duplicates = sum(n - 1 for n in counts.values())
+    print(f"kill -9 after {before} of 2000 deliveries: {duplicates} delivered twice")  # noqa: T201
+    assert duplicates <= 50  # at most the kill's deliveries in flight (50 at a time)
+
+
+def test_two_relays_never_both_deliver_one_event(
+    stack: Stack, outbox: Outbox, receiver: Receiver
+) -> None:
+    if stack.backend != "postgres":
+        pytest.skip("two relays share the work through Postgres's row locks; SQLite has none")
+    receiver.mode(200, delay=0.002)
+    hook = path()
+    endpoint = outbox.add_endpoint(receiver.url + hook)
+    ids = outbox.add_events(1000, objects=100)
+    relays = [start_relay(outbox), start_relay(outbox)]
+    try:
+        wait_until(
+            lambda: outbox.settled(endpoint) == {"succeeded": 1000},
+            what="all delivered",
+            timeout=60,
+        )
+    finally:
+        for relay in relays:
+            stop_process(relay)
+    counts = Counter(json.loads(item["body"])["id"] for item in receiver.received(hook))
+    assert set(counts) == set(ids)
+    assert max(counts.values()) == 1
+    assert len(outbox.rows("SELECT id FROM delivery_attempts")) == 1000
+
+
+def test_pruning_deletes_old_settled_events_only(outbox: Outbox) -> None:
+    endpoint = outbox.add_endpoint("http://127.0.0.1:9/unused")
+    old, kept_pending, young = outbox.add_events(3, objects=3)
+    long_ago = datetime.now(UTC) - timedelta(days=31)
+    with outbox.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE events SET created = :at, published_at = :at WHERE id IN (:a, :b)"),
+            {"at": long_ago, "a": old, "b": kept_pending},
+        )
+        connection.execute(text("UPDATE events SET published_at = :at WHERE id = :c"),
+                           {"at": datetime.now(UTC), "c": young})  # fmt: skip
+        for event_id, status in ((old, "succeeded"), (kept_pending, "pending")):
+            connection.execute(
+                text(
+                    "INSERT INTO event_deliveries (id, event_id, endpoint_id, object_id, "
+                    "event_created, status, attempts, next_attempt_at, created) "
+                    "VALUES (:id, :e, :w, 'o', :at, :s, 1, :at, :at)"
+                ),
+                {
+                    "id": f"del_{event_id}",
+                    "e": event_id,
+                    "w": endpoint,
+                    "at": long_ago,
+                    "s": status,
+                },
+            )
+        connection.execute(
+            text(
+                "INSERT INTO delivery_attempts (delivery_id, at, status_code, duration_ms) "
+                "VALUES (:d, :at, 200, 5)"
+            ),
+            {"d": f"del_{old}", "at": long_ago},
+        )
+
+    async def run() -> int:
+        engine = create_async(outbox.database_url)
+        try:
+            return await prune(create_sessionmaker(engine), Settings(events_retention_days=30))
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(run()) == 1
+    assert {row["id"] for row in outbox.rows("SELECT id FROM events")} == {kept_pending, young}
+    assert [row["event_id"] for row in outbox.rows("SELECT event_id FROM event_deliveries")] == [
+        kept_pending
+    ]
+    assert outbox.rows("SELECT id FROM delivery_attempts") == []
