@@ -1,0 +1,303 @@
+"""Events out: from the outbox to RabbitMQ (with publisher confirms) and to a subscriber's
+webhook endpoint, through one `python -m app relay` process on Postgres.
+
+For each destination:
+
+1. Throughput: `--events` events (default 20,000) committed in one transaction while the relay
+   idles; the time until the last one counts as handed on (RabbitMQ: confirmed; HTTP: every
+   delivery answered 2xx). For RabbitMQ, the anchor is the same messages published in batches of
+   500 by the same publisher (app/relay/amqp.py) with no database at all, in the same run.
+2. Latency: `--paced` events (default 2,000) committed one per transaction at `--rate` a second
+   (default 200); for each, the time from its commit to its arrival at the consumer (a queue
+   bound to the exchange) or at the endpoint. p50, p90 and p99.
+
+The endpoint is bench/receiver_fast.py (uvicorn, answers 200 at once). RabbitMQ's queue is
+durable and the messages persistent: confirms come after the broker has written them.
+
+Run with `make bench-events` (`python -m bench.events_out`); needs Postgres and RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+from aio_pika.abc import AbstractIncomingMessage
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from app.relay.amqp import AmqpPublisher, Message
+from bench.service import recreate, stop, wait_for_port
+from bench.wrk import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:5432/bench_events_out"
+DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+BATCH = 500
+
+
+def sync_url(database_url: str) -> str:
+    url = make_url(database_url).set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+def migrate(database_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    subprocess.run([sys.executable, "-m", "app", "migrate"], env=env, cwd=ROOT, check=True)
+
+
+def event_rows(count: int, objects: int = 1000) -> list[dict[str, Any]]:
+    start = datetime.now(UTC)
+    rows = []
+    for i in range(count):
+        object_id = f"ord_bench_{i % objects:06d}"
+        shown = {"object": "order", "id": object_id, "status": "paid", "amount": 2000, "seq": i}
+        rows.append(
+            {
+                "id": f"evt_{uuid.uuid4().hex[:20]}",
+                "type": "order.paid",
+                "created": start + timedelta(microseconds=i),
+                "object_id": object_id,
+                "object": json.dumps(shown),
+            }
+        )
+    return rows
+
+
+INSERT = text(
+    "INSERT INTO events (id, type, created, object_type, object_id, object, cause) "
+    "VALUES (:id, :type, :created, 'order', :object_id, CAST(:object AS jsonb), 'bench')"
+)
+
+
+def unpublished(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.scalar(text("SELECT count(*) FROM events WHERE published_at IS NULL")) or 0
+        )
+
+
+def pending_deliveries(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.scalar(
+                text("SELECT count(*) FROM event_deliveries WHERE status <> 'succeeded'")
+            )
+            or 0
+        )
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 600.0, every: float = 0.02) -> float:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out")
+        time.sleep(every)
+    return time.perf_counter()
+
+
+def start_relay(database_url: str, **env: str) -> subprocess.Popen[bytes]:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "EVENTS_"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "relay"],
+        cwd=ROOT,
+        env={**inherited, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING", **env},
+    )
+
+
+def paced(engine: Engine, count: int, rate: float) -> dict[str, float]:
+    """Commit `count` events one per transaction at `rate` a second; each one's commit time."""
+    committed: dict[str, float] = {}
+    interval = 1.0 / rate
+    next_at = time.perf_counter()
+    for row in event_rows(count):
+        with engine.begin() as connection:
+            connection.execute(INSERT, row)
+        committed[row["id"]] = time.time()
+        next_at += interval
+        time.sleep(max(0.0, next_at - time.perf_counter()))
+    return committed
+
+
+def percentiles(latencies: list[float]) -> str:
+    ms = sorted(x * 1000 for x in latencies)
+    cuts = statistics.quantiles(ms, n=100)
+    return (
+        f"p50 {cuts[49]:.1f} ms, p90 {cuts[89]:.1f} ms, p99 {cuts[98]:.1f} ms, max {ms[-1]:.1f} ms"
+    )
+
+
+class Consumer:
+    """A durable queue bound to the exchange; each message id's arrival time."""
+
+    def __init__(self, url: str, exchange: str) -> None:
+        self.url, self.exchange = url, exchange
+        self.arrived: dict[str, float] = {}
+        self.queue = f"bench.events.{uuid.uuid4().hex[:8]}"
+
+    async def run(self, stop_when: asyncio.Event) -> None:
+        async with await aio_pika.connect(self.url) as connection:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=2000)
+            exchange = await channel.declare_exchange(self.exchange, "topic", durable=True)
+            queue = await channel.declare_queue(self.queue, durable=True)
+            await queue.bind(exchange, "#")
+
+            async def on_message(message: AbstractIncomingMessage) -> None:
+                self.arrived.setdefault(message.message_id or "", time.time())
+
+            await queue.consume(on_message, no_ack=True)
+            await stop_when.wait()
+            await queue.delete(if_unused=False, if_empty=False)
+
+
+async def bare_publish(url: str, rows: list[dict[str, Any]]) -> float:
+    """The anchor: the same messages through the same publisher, no database; events/s."""
+    exchange = f"bench.bare.{uuid.uuid4().hex[:8]}"
+    async with await aio_pika.connect(url) as connection:
+        channel = await connection.channel()
+        declared = await channel.declare_exchange(exchange, "topic", durable=True)
+        queue = await channel.declare_queue(f"{exchange}.q", durable=True)
+        await queue.bind(declared, "#")
+        publisher = AmqpPublisher(url, exchange=exchange)
+        messages = [
+            Message(r["id"], r["type"], r["object_id"], r["created"], r["object"].encode())
+            for r in rows
+        ]
+        started = time.perf_counter()
+        for i in range(0, len(messages), BATCH):
+            await publisher.publish(messages[i : i + BATCH])
+        took = time.perf_counter() - started
+        await publisher.close()
+        await queue.delete(if_unused=False, if_empty=False)
+        await channel.exchange_delete(exchange)
+    return len(messages) / took
+
+
+def amqp_leg(database_url: str, engine: Engine, amqp_url: str, events: int, count: int,
+             rate: float) -> None:  # fmt: skip
+    exchange = f"bench.events.{uuid.uuid4().hex[:8]}"
+    consumer = Consumer(amqp_url, exchange)
+    done = asyncio.Event()
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(consumer.run(done))
+    loop.run_until_complete(asyncio.sleep(0.5))
+    thread_loop = _LoopThread(loop)
+    relay = start_relay(database_url, EVENTS_AMQP_URL=amqp_url, EVENTS_AMQP_EXCHANGE=exchange)
+    try:
+        time.sleep(1.0)
+        rows = event_rows(events)
+        with engine.begin() as connection:
+            connection.execute(INSERT, rows)
+        started = time.perf_counter()
+        finished = wait_for(lambda: unpublished(engine) == 0)
+        rate_relay = events / (finished - started)
+        wait_for(lambda: len(consumer.arrived) >= events, timeout=60)
+        committed = paced(engine, count, rate)
+        wait_for(lambda: all(i in consumer.arrived for i in committed), timeout=60)
+    finally:
+        stop(relay)
+        thread_loop.stop(done)
+        loop.run_until_complete(task)
+    bare = asyncio.run(bare_publish(amqp_url, rows))
+    latencies = [consumer.arrived[i] - at for i, at in committed.items()]
+    print(f"RabbitMQ, {events:,} events committed at once: {rate_relay:,.0f} events/s handed on")
+    print(f"  anchor, the same publisher with no database: {bare:,.0f} events/s")
+    print(f"  relay/anchor: {rate_relay / bare:.2f}")
+    print(f"RabbitMQ, {count:,} events at {rate:g}/s, commit to consumer: {percentiles(latencies)}")
+
+
+class _LoopThread:
+    """Runs an event loop in a thread while the bench's own code blocks."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.thread = threading.Thread(target=loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self, done: asyncio.Event) -> None:
+        self.loop.call_soon_threadsafe(done.set)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+
+
+def http_leg(database_url: str, engine: Engine, events: int, count: int, rate: float) -> None:
+    port = free_port()
+    receiver = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench.receiver_fast:app", "--port", str(port),
+         "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, receiver, "receiver")
+    except BaseException:
+        stop(receiver)
+        raise
+    base = f"http://127.0.0.1:{port}"
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM events"))
+        connection.execute(
+            text(
+                "INSERT INTO webhook_endpoints (id, url, enabled_events, status, secret, "
+                "metadata, created) VALUES ('we_bench', :url, '[\"*\"]', 'enabled', "
+                "'whsec_bench', '{}', now())"
+            ),
+            {"url": f"{base}/hook"},
+        )
+    relay = start_relay(database_url)
+    try:
+        time.sleep(1.0)
+        with engine.begin() as connection:
+            connection.execute(INSERT, event_rows(events))
+        started = time.perf_counter()
+        finished = wait_for(
+            lambda: unpublished(engine) == 0 and pending_deliveries(engine) == 0, every=0.05
+        )
+        rate_http = events / (finished - started)
+        committed = paced(engine, count, rate)
+        wait_for(lambda: pending_deliveries(engine) == 0 and unpublished(engine) == 0)
+        arrived: dict[str, float] = httpx.get(f"{base}/_received", timeout=30).json()
+    finally:
+        stop(relay)
+        stop(receiver)
+    latencies = [arrived[i] - at for i, at in committed.items()]
+    print(f"HTTP, {events:,} events committed at once: {rate_http:,.0f} deliveries/s (2xx)")
+    print(f"HTTP, {count:,} events at {rate:g}/s, commit to endpoint: {percentiles(latencies)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE)
+    parser.add_argument("--amqp-url", default=os.environ.get("EVENTS_AMQP_URL", DEFAULT_AMQP))
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--paced", type=int, default=2_000)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--http-events", type=int, default=5_000)
+    args = parser.parse_args()
+    recreate(args.database_url)
+    try:
+        migrate(args.database_url)
+        engine = create_engine(sync_url(args.database_url))
+        amqp_leg(args.database_url, engine, args.amqp_url, args.events, args.paced, args.rate)
+        http_leg(args.database_url, engine, args.http_events, args.paced, args.rate)
+        engine.dispose()
+    finally:
+        recreate(args.database_url, drop_only=True)
+
+
+if __name__ == "__main__":
+    main()
