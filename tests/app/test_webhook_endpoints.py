@@ -769,6 +769,12 @@ class TestEventTypes:
         }
         assert "*" not in EVENT_TYPES
 
+    def test_an_endpoint_listens_to_its_types_or_to_all(self) -> None:
+        assert listens(["order.paid", "order.refunded"], "order.refunded")
+        assert not listens(["order.paid"], "order.refunded")
+        assert listens(["*"], "invoice.voided")
+        assert not listens(["order.*"], "order.paid")  # no patterns: the API refuses them
+
     def test_every_type_the_seed_flows_write_is_listed(self, stack: Stack) -> None:
         paid = create_intent(stack, confirm=True, payment_method="pm_card_visa")
         stack.wait_for_order(paid["order_id"], "paid")
