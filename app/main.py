@@ -31,6 +31,8 @@ from app.relay.runner import Relay
 from app.security import SecurityMiddleware, make_rate_limiter
 from app.startup import log_banner
 from app.stripe_gateway import StripeGateway
+from app.subscribers.router import event_deliveries
+from app.subscribers.router import router as webhook_endpoints
 from app.subscriptions.router import router as subscriptions
 from app.webhooks.router import router as webhooks
 
@@ -110,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         refunds,
         orders,
         events,
+        event_deliveries,
+        webhook_endpoints,
         public,
         webhooks,
         health,

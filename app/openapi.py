@@ -181,6 +181,11 @@ TAGS = [
         "description": "The service's own events: every change of an order, subscription or "
         "invoice, written with the change.",
     },
+    {
+        "name": "webhook endpoints",
+        "description": "Where subscribers take the service's events: signed HTTP deliveries, "
+        "each attempt logged.",
+    },
 ]
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",

@@ -1,6 +1,6 @@
 """Newest-first pages of the service's own records, as Stripe pages its lists: the Stripe mirrors
-keyed by their Stripe id (`newest_first`), orders and events by their own id and time
-(`newest_by_time`)."""
+keyed by their Stripe id (`newest_first`); orders, events, webhook endpoints and deliveries by
+their own id and time (`newest_by_time`)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,26 @@ from sqlalchemy import Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidRequest
-from app.models import Customer, Event, Invoice, Order, Refund, Subscription
+from app.models import (
+    Customer,
+    Event,
+    EventDelivery,
+    Invoice,
+    Order,
+    Refund,
+    Subscription,
+    WebhookEndpoint,
+)
 
 Row = TypeVar("Row", Customer, Invoice, Refund, Subscription)
-Timed = TypeVar("Timed", Order, Event)
+Timed = TypeVar("Timed", Order, Event, WebhookEndpoint, EventDelivery)
+# Each timed record's time column.
+_TIMES = {
+    Order: Order.created_at,
+    Event: Event.created,
+    WebhookEndpoint: WebhookEndpoint.created,
+    EventDelivery: EventDelivery.created,
+}
 
 
 async def newest_first(
@@ -53,7 +69,7 @@ async def newest_by_time(
     """The page of `query`'s rows after the one whose id is `starting_after` (a 400 on that
     parameter when there is none), newest first by (time, id), and whether more follow. The
     keyset is a row comparison, which an index ending in (time, id) answers as a range."""
-    at = Order.created_at if model is Order else Event.created
+    at = _TIMES[model]
     if starting_after is not None:
         cursor = (
             await session.execute(select(at, model.id).where(model.id == starting_after))

@@ -59,6 +59,17 @@ STATUSES: dict[tuple[str, str], set[int]] = {
     ("GET", "/invoices/{invoice_id}"): {400, 401, 404, 500, 503},
     ("GET", "/events"): {400, 401, 500, 503},
     ("GET", "/events/{event_id}"): {400, 401, 404, 500, 503},
+    ("POST", "/events/{event_id}/redeliver"): {400, 401, 404, 409, 413, 500, 503},
+    ("GET", "/events/{event_id}/deliveries"): {400, 401, 404, 500, 503},
+    ("POST", "/webhook-endpoints"): {400, 401, 409, 413, 500, 503},
+    ("GET", "/webhook-endpoints"): {400, 401, 500, 503},
+    ("GET", "/webhook-endpoints/{endpoint_id}"): {400, 401, 404, 500, 503},
+    ("POST", "/webhook-endpoints/{endpoint_id}"): {400, 401, 404, 409, 413, 500, 503},
+    ("DELETE", "/webhook-endpoints/{endpoint_id}"): {400, 401, 404, 500, 503},
+    ("POST", "/webhook-endpoints/{endpoint_id}/rotate-secret"): {
+        400, 401, 404, 409, 413, 500, 503,
+    },
+    ("GET", "/webhook-endpoints/{endpoint_id}/deliveries"): {400, 401, 404, 500, 503},
     ("POST", "/api/create-payment-intent"): {400, 404, 409, 413, 429, 500, 502, 503},
     ("GET", "/api/config"): {400, 500},
     ("POST", "/webhooks/stripe"): {400, 409, 413, 500, 502, 503},
@@ -211,7 +222,7 @@ class TestIdempotencyKey:
                 "before Stripe was called",
             ):
                 assert rule in rules, rule
-        assert posts == 14
+        assert posts == 18
 
 
 class TestErrorStatuses:

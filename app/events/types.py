@@ -1,0 +1,30 @@
+"""Every event type the service can emit: what a webhook endpoint's `enabled_events` may name."""
+
+from __future__ import annotations
+
+from app.billing.mirror import INVOICE_OUTCOMES
+from app.models import OrderStatus
+from app.orders.service import CREATED, event_type
+
+# Stripe's subscription statuses; the mirror writes `subscription.<status>` on each change.
+SUBSCRIPTION_STATUSES = (
+    "incomplete",
+    "incomplete_expired",
+    "trialing",
+    "active",
+    "past_due",
+    "canceled",
+    "unpaid",
+    "paused",
+)
+
+EVENT_TYPES: frozenset[str] = frozenset(
+    {CREATED}
+    # An order enters every status but `pending` by a transition; `pending` is its creation.
+    | {event_type(status) for status in OrderStatus if status is not OrderStatus.PENDING}
+    | {f"subscription.{status}" for status in SUBSCRIPTION_STATUSES}
+    | {f"invoice.{outcome}" for outcome in INVOICE_OUTCOMES.values()}
+    | {"invoice.payment_failed"}
+)
+# In `enabled_events`, alone: every type, including those added later.
+ALL_EVENTS = "*"
