@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.billing.mirror import INVOICE_OUTCOMES
 from app.models import OrderStatus
-from app.orders.service import CREATED, event_type
+from app.orders.service import CREATED, DISCARDED, event_type
 
 # Stripe's subscription statuses; the mirror writes `subscription.<status>` on each change.
 SUBSCRIPTION_STATUSES = (
@@ -19,7 +19,7 @@ SUBSCRIPTION_STATUSES = (
 )
 
 EVENT_TYPES: frozenset[str] = frozenset(
-    {CREATED}
+    {CREATED, DISCARDED}
     # An order enters every status but `pending` by a transition; `pending` is its creation.
     | {event_type(status) for status in OrderStatus if status is not OrderStatus.PENDING}
     | {f"subscription.{status}" for status in SUBSCRIPTION_STATUSES}

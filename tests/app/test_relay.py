@@ -27,6 +27,8 @@ from typing import Any
 
 import httpx
 import pytest
+from aio_pika import DeliveryMode
+from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy import Engine, create_engine, text
 
 from app.config import Settings
@@ -34,6 +36,14 @@ from app.db import create_engine as create_async
 from app.db import create_sessionmaker
 from app.relay.runner import prune
 from tests.fixtures.emulator import free_port
+from tests.fixtures.rabbitmq import (
+    delete_exchange,
+    drain,
+    durable_queue,
+    require_broker,
+    restart_broker,
+    unique_name,
+)
 from tests.fixtures.service import ROOT, Stack, own_database, sync_url
 
 SECRET = "whsec_relay_tests_0123456789abcdef"
@@ -480,3 +490,73 @@ def test_pruning_deletes_old_settled_events_only(outbox: Outbox) -> None:
         kept_pending
     ]
     assert outbox.rows("SELECT id FROM delivery_attempts") == []
+
+
+def unpublished(outbox: Outbox) -> int:
+    return int(outbox.rows("SELECT count(*) AS n FROM events WHERE published_at IS NULL")[0]["n"])
+
+
+def test_events_reach_rabbitmq_in_order_per_object_and_count_as_published_after_it(
+    outbox: Outbox,
+) -> None:
+    url, exchange = require_broker(), unique_name()
+
+    async def run() -> list[AbstractIncomingMessage]:
+        async with durable_queue(url, exchange, "order.*") as queue:
+            ids = outbox.add_events(600, objects=20, type="order.paid")
+            outbox.add_events(5, objects=5, type="subscription.active")  # not routed to `order.*`
+            relay = start_relay(outbox, EVENTS_AMQP_URL=url, EVENTS_AMQP_EXCHANGE=exchange)
+            try:
+                await asyncio.to_thread(wait_until, lambda: unpublished(outbox) == 0)
+            finally:
+                stop_process(relay)
+            got = await drain(url, queue)
+            assert sorted(m.message_id or "" for m in got) == sorted(ids)
+            return got
+
+    try:
+        got = asyncio.run(run())
+    finally:
+        asyncio.run(delete_exchange(url, exchange))
+    assert {m.routing_key for m in got} == {"order.paid"}
+    assert {m.delivery_mode for m in got} == {DeliveryMode.PERSISTENT}
+    per_object: dict[str, list[int]] = {}
+    for message in got:
+        body = json.loads(message.body)
+        assert body["id"] == message.message_id
+        per_object.setdefault(body["data"]["object"]["id"], []).append(
+            body["data"]["object"]["seq"]
+        )
+    assert all(seqs == sorted(seqs) for seqs in per_object.values())
+
+
+def test_the_broker_restarting_mid_burst_loses_no_event(outbox: Outbox) -> None:
+    url, exchange = require_broker(), unique_name()
+
+    async def run() -> tuple[list[str], list[str]]:
+        async with durable_queue(url, exchange) as queue:
+            relay = start_relay(outbox, EVENTS_AMQP_URL=url, EVENTS_AMQP_EXCHANGE=exchange)
+            try:
+                ids = outbox.add_events(500, objects=25)
+                await asyncio.to_thread(wait_until, lambda: unpublished(outbox) < 500)
+                restart = asyncio.create_task(asyncio.to_thread(restart_broker, url))
+                while not restart.done():  # events keep committing while the broker is away
+                    ids += outbox.add_events(50, objects=25)
+                    await asyncio.sleep(0.1)
+                await restart
+                ids += outbox.add_events(200, objects=25)
+                await asyncio.to_thread(
+                    wait_until, lambda: unpublished(outbox) == 0, 90.0, "all published"
+                )
+            finally:
+                stop_process(relay)
+            return ids, [m.message_id or "" for m in await drain(url, queue)]
+
+    try:
+        ids, got = asyncio.run(run())
+    finally:
+        asyncio.run(delete_exchange(url, exchange))
+    counts = Counter(got)
+    assert set(counts) == set(ids)
+    duplicates = sum(n - 1 for n in counts.values())
+    print(f"broker restart: {len(ids)} events, {duplicates} published twice")  # noqa: T201
