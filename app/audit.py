@@ -36,7 +36,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, literal, not_, select
@@ -136,7 +136,7 @@ async def audit(settings: Settings, *, since_days: int, min_age_seconds: int) ->
             await _check_order(gateway, report, order, intents)
         _check_intents(report, orders, intents.values())
         await _check_inbox(sessions, report)
-        await _check_outbox(sessions, report)
+        await _check_outbox(sessions, report, settings.events_retention_days)
     return report
 
 
@@ -259,12 +259,16 @@ async def _check_inbox(sessions: async_sessionmaker[AsyncSession], report: Audit
             )
 
 
-async def _check_outbox(sessions: async_sessionmaker[AsyncSession], report: Audit) -> None:
+async def _check_outbox(
+    sessions: async_sessionmaker[AsyncSession], report: Audit, retention_days: float
+) -> None:
     """The window's order history entries and order events, held against each other: each
     transition's event is written with it (app.orders.service), same order, type, cause and
-    time."""
+    time. History older than the events' retention is not held against events the relay may
+    have pruned."""
     since = datetime.fromtimestamp(report.since, UTC)
     until = datetime.fromtimestamp(report.until, UTC)
+    retained = max(since, datetime.now(UTC) - timedelta(days=retention_days))
     event_type = case(
         (OrderHistory.from_status.is_(None), literal(CREATED)),
         else_=literal("order.") + OrderHistory.to_status,
@@ -280,7 +284,7 @@ async def _check_outbox(sessions: async_sessionmaker[AsyncSession], report: Audi
         lonely = await session.execute(
             select(OrderHistory.order_id, event_type, OrderHistory.source)
             .where(
-                OrderHistory.at.between(since, until),
+                OrderHistory.at.between(retained, until),
                 not_(select(Event.id).where(pair).exists()),
             )
             .order_by(OrderHistory.id)
