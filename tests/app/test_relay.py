@@ -35,6 +35,8 @@ from app.config import Settings
 from app.db import create_engine as create_async
 from app.db import create_sessionmaker
 from app.relay.runner import prune
+from app.subscribers import signing
+from tests.app.test_webhooks import confirm_on_stripe, create_intent
 from tests.fixtures.emulator import free_port
 from tests.fixtures.rabbitmq import (
     delete_exchange,
@@ -560,3 +562,59 @@ def test_the_broker_restarting_mid_burst_loses_no_event(outbox: Outbox) -> None:
     assert set(counts) == set(ids)
     duplicates = sum(n - 1 for n in counts.values())
     print(f"broker restart: {len(ids)} events, {duplicates} published twice")  # noqa: T201
+
+
+def test_the_service_delivers_an_orders_events_to_an_endpoint_registered_through_the_api(
+    stack: Stack, receiver: Receiver
+) -> None:
+    """The whole path on the stack's service, whose processes run the relay (the default):
+    `POST /webhook-endpoints`, a payment, the order's events at the endpoint signed with the
+    secret the create answered, and the delivery log."""
+    receiver.mode(200)
+    hook = path()
+    created = stack.api.post(
+        "/webhook-endpoints",
+        json={"url": receiver.url + hook, "enabled_events": ["order.created", "order.paid"]},
+    )
+    assert created.status_code == 200, created.text
+    endpoint = created.json()
+    try:
+        intent = create_intent(stack)
+        confirm_on_stripe(stack, intent["id"], "pm_card_visa")
+        stack.wait_for_order(intent["order_id"], "paid")
+        wait_until(lambda: len(receiver.received(hook)) >= 2, what="two deliveries")
+        wait_until(
+            lambda: all(
+                d["status"] == "succeeded"
+                for e in stack.api.get("/events", params={"order": intent["order_id"]}).json()[
+                    "data"
+                ]
+                for d in stack.api.get(f"/events/{e['id']}/deliveries").json()["data"]
+            ),
+            what="deliveries settled",
+        )
+        log = stack.api.get(f"/events/{paid_event(stack, intent['order_id'])}/deliveries")
+    finally:
+        stack.api.delete(f"/webhook-endpoints/{endpoint['id']}")
+    got = receiver.received(hook)
+    for item in got:
+        signing.verify(
+            item["body"].encode(), item["headers"]["Payments-Signature"], endpoint["secret"]
+        )
+    bodies = [json.loads(item["body"]) for item in got]
+    assert [(b["type"], b["data"]["object"]["id"]) for b in bodies] == [
+        ("order.created", intent["order_id"]),
+        ("order.paid", intent["order_id"]),
+    ]
+    paid = bodies[1]
+    assert paid == stack.api.get(f"/events/{paid['id']}").json()
+    assert [
+        (d["endpoint"], d["status"], [a["status_code"] for a in d["attempts"]])
+        for d in log.json()["data"]
+    ] == [(endpoint["id"], "succeeded", [200])]
+    assert stack.api.get(f"/webhook-endpoints/{endpoint['id']}").status_code == 404
+
+
+def paid_event(stack: Stack, order_id: str) -> str:
+    found = stack.api.get("/events", params={"order": order_id, "type": "order.paid"}).json()
+    return str(found["data"][0]["id"])
