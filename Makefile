@@ -12,7 +12,7 @@ EMULATOR_PORT ?=
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate emulator test fuzz lint format bench bench-emulator bench-service bench-webhooks bench-scale bench-reconcile soak clean
+.PHONY: help install run migrate emulator test fuzz lint format bench bench-emulator bench-service bench-webhooks bench-scale bench-reconcile bench-events soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ bench-reconcile: install ## One reconcile from its events cursor over N orders (
 
 bench-webhooks: install ## Signed events/s vs bare verification; a 100,000-event backlog drained (Postgres)
 	$(BIN)/python -m bench.webhook_backlog $(BENCH_WEBHOOKS_ARGS)
+
+bench-events: install ## Outbox to RabbitMQ (confirms) and to a webhook endpoint: events/s vs the bare publisher, commit-to-arrival latency (Postgres, RabbitMQ)
+	$(BIN)/python -m bench.events_out $(BENCH_EVENTS_ARGS)
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var

@@ -181,10 +181,10 @@ async def _outbox(request: Request) -> Check:
         return Check(status="ok")
     return Check(
         status="behind",
-        detail=f"{behind.unpublished} events not handed on, the oldest "
+        detail=f"events not handed on: {behind.unpublished}, the oldest "
         f"{behind.oldest_age_seconds:.0f} s old (alert at "
-        f"{settings.events_backlog_alert_seconds:g} s); {behind.pending_deliveries} deliveries "
-        "pending",
+        f"{settings.events_backlog_alert_seconds:g} s); deliveries pending: "
+        f"{behind.pending_deliveries}",
     )
 
 

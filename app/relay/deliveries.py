@@ -17,9 +17,10 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 import httpx
-from sqlalchemy import ColumnElement, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -181,7 +182,8 @@ async def record(
     delivery: Claimed,
     outcome: Outcome,
 ) -> str:
-    """Write the attempt and the delivery's new state; the delivery's status afterwards."""
+    """Write the attempt and the delivery's new state; the delivery's status afterwards, or
+    `gone` when the delivery was deleted meanwhile (nothing written)."""
     now = utcnow()
     if outcome.succeeded:
         status, values = "succeeded", {"completed_at": now}
@@ -192,6 +194,20 @@ async def record(
         else:
             status, values = "pending", {"next_attempt_at": retry}
     async with sessions() as session, session.begin():
+        moved = await session.execute(
+            update(EventDelivery)
+            .where(EventDelivery.id == delivery.id, EventDelivery.status == "pending")
+            .values(
+                status=status,
+                attempts=EventDelivery.attempts + 1,
+                leased_until=None,
+                **values,
+            )
+        )
+        if cast(CursorResult[Any], moved).rowcount == 0 and not await session.scalar(
+            select(EventDelivery.id).where(EventDelivery.id == delivery.id)
+        ):
+            return "gone"  # its endpoint or event was deleted while it was being sent
         await session.execute(
             insert(DeliveryAttempt).values(
                 delivery_id=delivery.id,
@@ -200,16 +216,6 @@ async def record(
                 duration_ms=outcome.duration_ms,
                 excerpt=outcome.excerpt,
                 error=outcome.error,
-            )
-        )
-        await session.execute(
-            update(EventDelivery)
-            .where(EventDelivery.id == delivery.id, EventDelivery.status == "pending")
-            .values(
-                status=status,
-                attempts=EventDelivery.attempts + 1,
-                leased_until=None,
-                **values,
             )
         )
     log.info(

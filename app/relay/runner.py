@@ -152,10 +152,8 @@ class Relay:
         except Exception:
             log.exception("relay: recording delivery %s failed; it will be sent again", delivery.id)
             return
-        if self.metrics is not None:
-            result = (
-                "succeeded" if outcome.succeeded else ("failed" if status == "failed" else "retry")
-            )
+        if self.metrics is not None and status != "gone":
+            result = "retry" if status == "pending" else status
             self.metrics.deliveries.labels(delivery.endpoint_id, result).inc()
 
     async def _prune_loop(self) -> None:

@@ -64,17 +64,21 @@ def refused_late(stack: Stack, *, publish: bool) -> tuple[httpx.Response, str]:
 
 
 class TestRefusedCreate:
+    """On a service that runs no relay: the test publishes `order.created` itself, or not."""
+
     def test_with_order_created_unpublished_leaves_no_order_and_no_event(
-        self, stack: Stack
+        self, stack_without_relay: Stack
     ) -> None:
+        stack = stack_without_relay
         _, order_id = refused_late(stack, publish=False)
         assert stack.rows("SELECT id FROM orders WHERE id = :id", id=order_id) == []
         assert stack.rows("SELECT id FROM order_history WHERE order_id = :id", id=order_id) == []
         assert events_in_db(stack, order_id) == []
 
     def test_with_order_created_published_keeps_it_and_tells_the_order_is_discarded(
-        self, stack: Stack
+        self, stack_without_relay: Stack
     ) -> None:
+        stack = stack_without_relay
         _, order_id = refused_late(stack, publish=True)
         assert stack.rows("SELECT id FROM orders WHERE id = :id", id=order_id) == []
         assert stack.rows("SELECT id FROM order_history WHERE order_id = :id", id=order_id) == []
@@ -92,8 +96,9 @@ class TestRefusedCreate:
         assert published == [True, False]
 
     def test_the_audit_leaves_a_discarded_orders_events_alone_and_names_them_otherwise(
-        self, stack: Stack
+        self, stack_without_relay: Stack
     ) -> None:
+        stack = stack_without_relay
         _, order_id = refused_late(stack, publish=True)
         assert outbox_findings(stack, order_id) == []
         # Without its `order.discarded`, the kept `order.created` is an event with no history.

@@ -93,6 +93,7 @@ class TestHealth:
                 "database": {"status": "ok"},
                 "migrations": {"status": "ok"},
                 "stripe": {"status": "ok"},
+                "outbox": {"status": "ok"},
             },
         }
 

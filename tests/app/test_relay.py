@@ -46,7 +46,7 @@ from tests.fixtures.rabbitmq import (
     restart_broker,
     unique_name,
 )
-from tests.fixtures.service import ROOT, Stack, own_database, sync_url
+from tests.fixtures.service import API_KEY, ROOT, Stack, own_database, sandbox_service, sync_url
 
 SECRET = "whsec_relay_tests_0123456789abcdef"
 FAST = {
@@ -590,6 +590,7 @@ def test_the_service_delivers_an_orders_events_to_an_endpoint_registered_through
                     "data"
                 ]
                 for d in stack.api.get(f"/events/{e['id']}/deliveries").json()["data"]
+                if d["endpoint"] == endpoint["id"]
             ),
             what="deliveries settled",
         )
@@ -611,8 +612,37 @@ def test_the_service_delivers_an_orders_events_to_an_endpoint_registered_through
     assert [
         (d["endpoint"], d["status"], [a["status_code"] for a in d["attempts"]])
         for d in log.json()["data"]
+        if d["endpoint"] == endpoint["id"]
     ] == [(endpoint["id"], "succeeded", [200])]
     assert stack.api.get(f"/webhook-endpoints/{endpoint['id']}").status_code == 404
+    # The stack's service runs one process, whose relay sent both.
+    metrics = stack.public.get("/metrics").text
+    assert f'event_deliveries_total{{endpoint="{endpoint["id"]}",outcome="succeeded"}} 2.0' in (
+        metrics
+    )
+    assert "outbox_oldest_unpublished_age_seconds" in metrics
+    assert stack.public.get("/health/ready").json()["checks"]["outbox"] == {"status": "ok"}
+
+
+def test_ready_reports_the_outbox_behind_without_failing(stack: Stack) -> None:
+    """A service whose events nobody hands on (no relay anywhere): `/health/ready` says the outbox
+    is behind, with the counts, and stays 200; the gauges show the backlog."""
+    with sandbox_service(
+        stack, "behind", API_KEYS=API_KEY, EVENTS_RELAY="off", EVENTS_BACKLOG_ALERT_SECONDS="1"
+    ) as (url, _emulator, _database_url):
+        api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30)
+        created = api.post("/payment-intents", json={"amount": 1500, "currency": "usd"})
+        assert created.status_code == 200, created.text
+        time.sleep(1.5)
+        ready = httpx.get(f"{url}/health/ready", timeout=10)
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+        api.close()
+    assert ready.status_code == 200, ready.text
+    body = ready.json()
+    assert (body["status"], body["failing"]) == ("ok", [])
+    assert body["checks"]["outbox"]["status"] == "behind"
+    assert body["checks"]["outbox"]["detail"].startswith("events not handed on: 1,")
+    assert "outbox_unpublished_events 1.0" in metrics
 
 
 def paid_event(stack: Stack, order_id: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import DateTime, bindparam, create_engine, text
+from sqlalchemy import DateTime, bindparam, text
 
 from app.config import Settings
 from app.events.types import EVENT_TYPES
@@ -29,8 +29,7 @@ from app.subscriptions.router import Status as SubscriptionStatus
 from tests.app.test_billing_webhooks import NOW, delivered, invoice, subscription
 from tests.app.test_billing_webhooks import event as billing_event
 from tests.app.test_webhooks import confirm_on_stripe, create_intent
-from tests.fixtures.emulator import make_client
-from tests.fixtures.service import API_KEY, Stack, extra_service, sandbox_service, sync_url
+from tests.fixtures.service import Stack, extra_service
 from tests.test_readme import BLOCKS
 
 LIVE_KEY = "sk_live_51SecretLiveKeyThatMustNotBePrinted"
@@ -66,6 +65,20 @@ def _time(value: Any) -> datetime | None:
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     assert isinstance(moment, datetime)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _endpoints_removed_afterwards(stack: Stack) -> Iterator[None]:
+    """The endpoints these tests leave on the stack (URLs no one answers) are deleted at the end:
+    the stack's relay would otherwise fan every later test's events out to them."""
+    before = {row["id"] for row in stack.rows("SELECT id FROM webhook_endpoints")}
+    yield
+    left = {row["id"] for row in stack.rows("SELECT id FROM webhook_endpoints")} - before
+    with stack.engine.begin() as connection:
+        for endpoint_id in left:
+            connection.execute(
+                text("DELETE FROM webhook_endpoints WHERE id = :id"), {"id": endpoint_id}
+            )
 
 
 def endpoint_row(stack: Stack, endpoint_id: str) -> dict[str, Any] | None:
@@ -373,31 +386,9 @@ class TestRotation:
         assert endpoint_row(stack, made["id"]) == before
 
 
-@pytest.fixture(scope="class")
-def quiet(stack: Stack) -> Iterator[Stack]:
-    """A service that runs no relay (`EVENTS_RELAY=off`), on a database and an emulator of its
-    own: no relay attempts or fans out what these tests write (the stack's service runs one)."""
-    with sandbox_service(stack, "quiet", API_KEYS=API_KEY, EVENTS_RELAY="off") as (
-        url,
-        emulator,
-        database_url,
-    ):
-        engine = create_engine(sync_url(database_url))
-        api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30)
-        public = httpx.Client(base_url=url, timeout=30)
-        sdk = make_client(emulator.url, api_key="sk_test_quiet")
-        try:
-            yield Stack(stack.backend, url, database_url, api, public, sdk, emulator, engine,
-                        stack.service)  # fmt: skip
-        finally:
-            api.close()
-            public.close()
-            engine.dispose()
-
-
 class TestRedeliver:
-    def test_to_a_named_endpoint(self, quiet: Stack) -> None:
-        stack = quiet
+    def test_to_a_named_endpoint(self, stack_without_relay: Stack) -> None:
+        stack = stack_without_relay
         made = create(stack, enabled_events=["order.created", "order.paid"])
         evt = event_of_new_order(stack)
 
@@ -428,8 +419,8 @@ class TestRedeliver:
         logged = stack.api.get(f"/events/{evt['id']}/deliveries").json()
         assert answered["id"] in [d["id"] for d in logged["data"]]
 
-    def test_to_every_enabled_endpoint_that_listens(self, quiet: Stack) -> None:
-        stack = quiet
+    def test_to_every_enabled_endpoint_that_listens(self, stack_without_relay: Stack) -> None:
+        stack = stack_without_relay
         listening = create(stack, enabled_events=["order.created"])
         everything = create(stack, enabled_events=["*"])
         deaf = create(stack, enabled_events=["order.paid"])
@@ -457,8 +448,8 @@ class TestRedeliver:
             for made in (everything, off):
                 stack.api.delete(f"/webhook-endpoints/{made['id']}")
 
-    def test_refusals_write_no_delivery(self, quiet: Stack) -> None:
-        stack = quiet
+    def test_refusals_write_no_delivery(self, stack_without_relay: Stack) -> None:
+        stack = stack_without_relay
         deaf = create(stack, enabled_events=["order.paid"])
         off = create(stack, enabled_events=["order.created"])
         stack.api.post(f"/webhook-endpoints/{off['id']}", json={"disabled": True})
@@ -479,8 +470,8 @@ class TestRedeliver:
         assert_error(extra, 400, "parameter_invalid", "url")
         assert count(stack, "event_deliveries") == before
 
-    def test_none_listening_is_a_400(self, quiet: Stack) -> None:
-        stack = quiet
+    def test_none_listening_is_a_400(self, stack_without_relay: Stack) -> None:
+        stack = stack_without_relay
         evt = event_of_new_order(stack)
         # Every enabled endpoint that would take it, disabled for the test.
         taking = [
@@ -504,8 +495,10 @@ class TestRedeliver:
 
 
 class TestDeliveryLog:
-    def test_an_events_deliveries_with_their_attempts_oldest_first(self, quiet: Stack) -> None:
-        stack = quiet
+    def test_an_events_deliveries_with_their_attempts_oldest_first(
+        self, stack_without_relay: Stack
+    ) -> None:
+        stack = stack_without_relay
         made = create(stack, enabled_events=["order.created"])
         evt = event_of_new_order(stack)
         redeliver = f"/events/{evt['id']}/redeliver"
@@ -552,8 +545,10 @@ class TestDeliveryLog:
         assert done["attempts"][0]["at"] == int(at.timestamp())
         assert (mine[1]["status"], mine[1]["attempts"]) == ("pending", [])
 
-    def test_an_endpoints_deliveries_newest_first_by_status(self, quiet: Stack) -> None:
-        stack = quiet
+    def test_an_endpoints_deliveries_newest_first_by_status(
+        self, stack_without_relay: Stack
+    ) -> None:
+        stack = stack_without_relay
         made = create(stack, enabled_events=["order.created"])
         ids = []
         for _ in range(3):
