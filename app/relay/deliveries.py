@@ -111,10 +111,20 @@ async def claim(
         ).all()
         if not rows:
             return []
-        await session.execute(
-            update(EventDelivery)
-            .where(EventDelivery.id.in_([delivery.id for delivery, _, _ in rows]))
-            .values(leased_until=lease)
+        # Leased only while still unleased: on SQLite, which has no row locks, this write is what
+        # keeps a second relay from taking the same deliveries.
+        leased = set(
+            await session.scalars(
+                update(EventDelivery)
+                .where(
+                    EventDelivery.id.in_([delivery.id for delivery, _, _ in rows]),
+                    EventDelivery.status == "pending",
+                    or_(EventDelivery.leased_until.is_(None), EventDelivery.leased_until < now),
+                )
+                .values(leased_until=lease)
+                .returning(EventDelivery.id),
+                execution_options={"synchronize_session": False},
+            )
         )
         return [
             Claimed(
@@ -130,6 +140,7 @@ async def claim(
                 leased_until=lease,
             )
             for delivery, event, endpoint in rows
+            if delivery.id in leased
         ]
 
 

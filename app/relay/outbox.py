@@ -1,13 +1,14 @@
-"""Handing committed events on: RabbitMQ (when configured) and one delivery row per listening
-endpoint, then `published_at`, all or nothing.
+"""Handing committed events on: `published_at`, RabbitMQ (when configured) and one delivery
+row per listening endpoint, all or nothing.
 
 One relay at a time hands events on (a transaction-scoped advisory lock on Postgres), oldest
 first: with any number of relays, each object's events still leave in the order they were
 written. The rows are also locked (`FOR UPDATE SKIP LOCKED`), so that a discarded order's events
-are either handed on or deleted, never both. A failure (the broker down, a nack) rolls the whole
-batch back: its events stay unpublished and the next pass hands them on again, so an event may
-reach RabbitMQ twice (after a crash between the broker's confirm and the commit), never zero
-times.
+are either handed on or deleted, never both; and on SQLite, marking them published first, only
+while unpublished, keeps two relays from handing on the same events. A failure (the broker
+down, a nack) rolls the whole batch back: its events stay unpublished and the next pass hands
+them on again, so an event may reach RabbitMQ twice (after a crash between the broker's
+confirm and the commit), never zero times.
 """
 
 from __future__ import annotations
@@ -59,15 +60,22 @@ async def hand_on(
         )
         if not events:
             return []
-        if publisher is not None:
-            await publisher.publish([_message(event) for event in events])
+        # Marked first, and only while still unpublished: on SQLite, which has no row locks,
+        # this write is what keeps a second relay from handing the same events on.
         now = utcnow()
-        await _fan_out(session, events, now)
-        await session.execute(
-            update(Event)
-            .where(Event.id.in_([event.id for event in events]))
-            .values(published_at=now)
+        marked = set(
+            await session.scalars(
+                update(Event)
+                .where(Event.id.in_([event.id for event in events]), Event.published_at.is_(None))
+                .values(published_at=now)
+                .returning(Event.id),
+                execution_options={"synchronize_session": False},
+            )
         )
+        events = [event for event in events if event.id in marked]
+        if publisher is not None and events:
+            await publisher.publish([_message(event) for event in events])
+        await _fan_out(session, events, now)
     return events
 
 
