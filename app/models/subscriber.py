@@ -39,10 +39,13 @@ class EventDelivery(Base):
 
     __tablename__ = "event_deliveries"
     __table_args__ = (
-        # The relay's scan: pending deliveries by when they are due.
+        # The relay's scan: pending deliveries by when they are due, then oldest event first,
+        # so that the deliveries an older one holds back come after it.
         Index(
             "ix_event_deliveries_due",
             "next_attempt_at",
+            "event_created",
+            "event_id",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),

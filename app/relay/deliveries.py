@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import cast
 
-import httpx
-from sqlalchemy import ColumnElement, CursorResult, and_, insert, or_, select, update
+import aiohttp
+from sqlalchemy import ColumnElement, Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -68,26 +69,27 @@ class Outcome:
 
 
 def due(now: datetime) -> ColumnElement[bool]:
-    """The condition of a due delivery (see the module's docstring)."""
-    older = aliased(EventDelivery)
+    """The condition of a due delivery (see the module's docstring). Whether it is its object's
+    oldest pending delivery is asked as a scalar subquery (`LIMIT 1` on the per-object index,
+    run for each row the scan reaches): written as `NOT EXISTS`, the planner turned it into an
+    anti-join over every pending delivery whenever the table's statistics were new."""
+    head = aliased(EventDelivery)
+    oldest_pending = (
+        select(head.id)
+        .where(
+            head.endpoint_id == EventDelivery.endpoint_id,
+            head.object_id == EventDelivery.object_id,
+            head.status == "pending",
+        )
+        .order_by(head.event_created, head.event_id)
+        .limit(1)
+        .scalar_subquery()
+    )
     return and_(
         EventDelivery.status == "pending",
         EventDelivery.next_attempt_at <= now,
         or_(EventDelivery.leased_until.is_(None), EventDelivery.leased_until < now),
-        ~select(older.id)
-        .where(
-            older.endpoint_id == EventDelivery.endpoint_id,
-            older.object_id == EventDelivery.object_id,
-            older.status == "pending",
-            or_(
-                older.event_created < EventDelivery.event_created,
-                and_(
-                    older.event_created == EventDelivery.event_created,
-                    older.event_id < EventDelivery.event_id,
-                ),
-            ),
-        )
-        .exists(),
+        EventDelivery.id == oldest_pending,
     )
 
 
@@ -98,26 +100,37 @@ async def claim(
     now = utcnow()
     lease = now + timedelta(seconds=settings.events_delivery_timeout_seconds + LEASE_MARGIN_SECONDS)
     async with sessions() as session, session.begin():
-        rows = (
-            await session.execute(
-                select(EventDelivery, Event, WebhookEndpoint)
-                .join(Event, Event.id == EventDelivery.event_id)
-                .join(WebhookEndpoint, WebhookEndpoint.id == EventDelivery.endpoint_id)
-                .where(due(now), WebhookEndpoint.status == "enabled")
-                .order_by(EventDelivery.next_attempt_at)
-                .limit(limit)
-                .with_for_update(of=EventDelivery, skip_locked=True)
+        enabled = list(
+            await session.scalars(
+                select(WebhookEndpoint.id).where(WebhookEndpoint.status == "enabled")
             )
-        ).all()
-        if not rows:
+        )
+        if not enabled:
+            return []
+        # The deliveries alone, walked in the due index's order: joined to their events and
+        # endpoints here, the planner sorted every pending delivery for each claim.
+        candidates = list(
+            await session.scalars(
+                select(EventDelivery.id)
+                .where(due(now), EventDelivery.endpoint_id.in_(enabled))
+                .order_by(
+                    EventDelivery.next_attempt_at,
+                    EventDelivery.event_created,
+                    EventDelivery.event_id,
+                )
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        if not candidates:
             return []
         # Leased only while still unleased: on SQLite, which has no row locks, this write is what
         # keeps a second relay from taking the same deliveries.
-        leased = set(
+        leased = list(
             await session.scalars(
                 update(EventDelivery)
                 .where(
-                    EventDelivery.id.in_([delivery.id for delivery, _, _ in rows]),
+                    EventDelivery.id.in_(candidates),
                     EventDelivery.status == "pending",
                     or_(EventDelivery.leased_until.is_(None), EventDelivery.leased_until < now),
                 )
@@ -126,6 +139,21 @@ async def claim(
                 execution_options={"synchronize_session": False},
             )
         )
+        if not leased:
+            return []
+        rows = (
+            await session.execute(
+                select(EventDelivery, Event, WebhookEndpoint)
+                .join(Event, Event.id == EventDelivery.event_id)
+                .join(WebhookEndpoint, WebhookEndpoint.id == EventDelivery.endpoint_id)
+                .where(EventDelivery.id.in_(leased))
+                .order_by(
+                    EventDelivery.next_attempt_at,
+                    EventDelivery.event_created,
+                    EventDelivery.event_id,
+                )
+            )
+        ).all()
         return [
             Claimed(
                 id=delivery.id,
@@ -140,12 +168,12 @@ async def claim(
                 leased_until=lease,
             )
             for delivery, event, endpoint in rows
-            if delivery.id in leased
         ]
 
 
-async def send(http: httpx.AsyncClient, settings: Settings, delivery: Claimed) -> Outcome:
-    """One signed POST of the event to the endpoint; never raises."""
+async def send(http: aiohttp.ClientSession, settings: Settings, delivery: Claimed) -> Outcome:
+    """One signed POST of the event to the endpoint, redirects not followed, at most the first
+    bytes of the answer read; never raises."""
     started = time.perf_counter()
 
     def took() -> int:
@@ -160,18 +188,20 @@ async def send(http: httpx.AsyncClient, settings: Settings, delivery: Claimed) -
         SIGNATURE_HEADER: sign(delivery.body, delivery.secrets, int(time.time())),
     }
     try:
-        answer = await http.post(
+        async with http.post(
             delivery.url,
-            content=delivery.body,
+            data=delivery.body,
             headers=headers,
-            timeout=settings.events_delivery_timeout_seconds,
-            follow_redirects=False,
-        )
-    except httpx.TimeoutException:
+            timeout=aiohttp.ClientTimeout(total=settings.events_delivery_timeout_seconds),
+            allow_redirects=False,
+        ) as answer:
+            start = await answer.content.read(EXCERPT_CHARS * 4)
+    except TimeoutError:
         return Outcome(None, took(), None, "timeout")
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
         return Outcome(None, took(), None, f"{type(exc).__name__}: {exc}"[:255])
-    return Outcome(answer.status_code, took(), answer.text[:EXCERPT_CHARS] or None, None)
+    excerpt = start.decode("utf-8", errors="replace")[:EXCERPT_CHARS] or None
+    return Outcome(answer.status, took(), excerpt, None)
 
 
 def next_attempt(settings: Settings, delivery: Claimed, now: datetime) -> datetime | None:
@@ -187,61 +217,89 @@ def next_attempt(settings: Settings, delivery: Claimed, now: datetime) -> dateti
     return when
 
 
+def settle(settings: Settings, delivery: Claimed, outcome: Outcome, now: datetime) -> str:
+    """The delivery's status after this attempt: `succeeded`, `pending` (tried again at
+    `next_attempt`) or `failed` (the window is over)."""
+    if outcome.succeeded:
+        return "succeeded"
+    return "failed" if next_attempt(settings, delivery, now) is None else "pending"
+
+
 async def record(
     sessions: async_sessionmaker[AsyncSession],
     settings: Settings,
-    delivery: Claimed,
-    outcome: Outcome,
-) -> str:
-    """Write the attempt and the delivery's new state; the delivery's status afterwards, or
-    `gone` when the delivery was deleted meanwhile (nothing written)."""
+    attempted: Sequence[tuple[Claimed, Outcome]],
+) -> list[str]:
+    """Write the attempts and the deliveries' new states in one transaction; each delivery's
+    status afterwards, or `gone` when it was deleted meanwhile (its endpoint or event; nothing
+    written for it)."""
     now = utcnow()
-    if outcome.succeeded:
-        status, values = "succeeded", {"completed_at": now}
-    else:
-        retry = next_attempt(settings, delivery, now)
-        if retry is None:
-            status, values = "failed", {"completed_at": now}
-        else:
-            status, values = "pending", {"next_attempt_at": retry}
     async with sessions() as session, session.begin():
-        moved = await session.execute(
-            update(EventDelivery)
-            .where(EventDelivery.id == delivery.id, EventDelivery.status == "pending")
-            .values(
-                status=status,
-                attempts=EventDelivery.attempts + 1,
-                leased_until=None,
-                **values,
+        present = set(
+            await session.scalars(
+                select(EventDelivery.id).where(
+                    EventDelivery.id.in_([delivery.id for delivery, _ in attempted])
+                )
             )
         )
-        if cast(CursorResult[Any], moved).rowcount == 0 and not await session.scalar(
-            select(EventDelivery.id).where(EventDelivery.id == delivery.id)
-        ):
-            return "gone"  # its endpoint or event was deleted while it was being sent
-        await session.execute(
-            insert(DeliveryAttempt).values(
-                delivery_id=delivery.id,
-                at=now,
-                status_code=outcome.status_code,
-                duration_ms=outcome.duration_ms,
-                excerpt=outcome.excerpt,
-                error=outcome.error,
+        statuses, moves, attempts = [], [], []
+        for delivery, outcome in attempted:
+            if delivery.id not in present:
+                statuses.append("gone")
+                continue
+            status = settle(settings, delivery, outcome, now)
+            statuses.append(status)
+            moves.append(
+                {
+                    "b_id": delivery.id,
+                    "b_status": status,
+                    "b_attempts": delivery.attempts + 1,
+                    "b_next": next_attempt(settings, delivery, now) or now,
+                    "b_completed": None if status == "pending" else now,
+                }
             )
+            attempts.append(
+                {
+                    "delivery_id": delivery.id,
+                    "at": now,
+                    "status_code": outcome.status_code,
+                    "duration_ms": outcome.duration_ms,
+                    "excerpt": outcome.excerpt,
+                    "error": outcome.error,
+                }
+            )
+        if moves:
+            await session.execute(_MOVE, moves)
+            await session.execute(insert(DeliveryAttempt), attempts)
+    for (delivery, outcome), status in zip(attempted, statuses, strict=True):
+        log.info(
+            "delivery %s of %s to %s: %s (%s)",
+            delivery.id,
+            delivery.event_id,
+            delivery.endpoint_id,
+            status,
+            outcome.status_code if outcome.error is None else outcome.error,
+            extra={
+                "delivery_id": delivery.id,
+                "event_id": delivery.event_id,
+                "endpoint_id": delivery.endpoint_id,
+                "status_code": outcome.status_code,
+                "duration_ms": outcome.duration_ms,
+            },
         )
-    log.info(
-        "delivery %s of %s to %s: %s (%s)",
-        delivery.id,
-        delivery.event_id,
-        delivery.endpoint_id,
-        status,
-        outcome.status_code if outcome.error is None else outcome.error,
-        extra={
-            "delivery_id": delivery.id,
-            "event_id": delivery.event_id,
-            "endpoint_id": delivery.endpoint_id,
-            "status_code": outcome.status_code,
-            "duration_ms": outcome.duration_ms,
-        },
+    return statuses
+
+
+_DELIVERIES = cast(Table, EventDelivery.__table__)
+# The delivery is leased by this relay: no other writes it until its lease ends.
+_MOVE = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id == bindparam("b_id"), _DELIVERIES.c.status == "pending")
+    .values(
+        status=bindparam("b_status"),
+        attempts=bindparam("b_attempts"),
+        next_attempt_at=bindparam("b_next"),
+        completed_at=bindparam("b_completed"),
+        leased_until=None,
     )
-    return status
+)

@@ -10,7 +10,7 @@ import contextlib
 import logging
 from datetime import timedelta
 
-import httpx
+import aiohttp
 from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -51,17 +51,19 @@ class Relay:
             if url is not None
             else None
         )
-        self.http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=CONCURRENCY), trust_env=False
-        )
+        self.http: aiohttp.ClientSession | None = None
         self._stopping = asyncio.Event()
         self._handed_on = asyncio.Event()
+        self._attempted: list[tuple[deliveries.Claimed, deliveries.Outcome]] = []
+        self._to_record = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY))
         self._tasks = [
             asyncio.create_task(self._hand_on_loop(), name="relay-hand-on"),
             asyncio.create_task(self._deliver_loop(), name="relay-deliver"),
+            asyncio.create_task(self._record_loop(), name="relay-record"),
             asyncio.create_task(self._prune_loop(), name="relay-prune"),
         ]
 
@@ -83,7 +85,8 @@ class Relay:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        await self.http.aclose()
+        if self.http is not None:
+            await self.http.close()
         if self.publisher is not None:
             await self.publisher.close()
 
@@ -116,7 +119,8 @@ class Relay:
             claimed: list[deliveries.Claimed] = []
             self._handed_on.clear()  # before claiming: what is handed on after it wakes _idle
             free = CONCURRENCY - len(in_flight)
-            if free > 0:
+            # One claim per half of the slots, not one per delivery that ends.
+            if free >= CONCURRENCY // 2 or not in_flight:
                 try:
                     claimed = await deliveries.claim(self.sessions, self.settings, free)
                 except Exception:
@@ -127,7 +131,7 @@ class Relay:
                 task = asyncio.create_task(self._attempt(delivery))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
-            if not claimed or len(in_flight) >= CONCURRENCY:
+            if not claimed or len(in_flight) > CONCURRENCY // 2:
                 await self._idle(in_flight)
         for task in in_flight:
             task.cancel()
@@ -146,15 +150,32 @@ class Relay:
             waker.cancel()
 
     async def _attempt(self, delivery: deliveries.Claimed) -> None:
+        assert self.http is not None  # started
         outcome = await deliveries.send(self.http, self.settings, delivery)
-        try:
-            status = await deliveries.record(self.sessions, self.settings, delivery, outcome)
-        except Exception:
-            log.exception("relay: recording delivery %s failed; it will be sent again", delivery.id)
-            return
-        if self.metrics is not None and status != "gone":
-            result = "retry" if status == "pending" else status
-            self.metrics.deliveries.labels(delivery.endpoint_id, result).inc()
+        self._attempted.append((delivery, outcome))
+        self._to_record.set()
+
+    async def _record_loop(self) -> None:
+        """Writes what was attempted, as many as have ended, in one transaction: until written,
+        a delivery stays leased (another relay sends it again only once its lease ends)."""
+        while not self._stopping.is_set():
+            await self._to_record.wait()
+            self._to_record.clear()
+            attempted, self._attempted = self._attempted, []
+            try:
+                statuses = await deliveries.record(self.sessions, self.settings, attempted)
+            except Exception:
+                log.exception(
+                    "relay: recording %d attempts failed; their deliveries will be sent again",
+                    len(attempted),
+                )
+                await self._pause(BACKOFF_SECONDS)
+                continue
+            if self.metrics is not None:
+                for (delivery, _), status in zip(attempted, statuses, strict=True):
+                    if status != "gone":
+                        result = "retry" if status == "pending" else status
+                        self.metrics.deliveries.labels(delivery.endpoint_id, result).inc()
 
     async def _prune_loop(self) -> None:
         while not self._stopping.is_set():

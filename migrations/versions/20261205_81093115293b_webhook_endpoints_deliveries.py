@@ -8,7 +8,8 @@ Create Date: 2026-12-05 15:00:00.000000
   for a grace period after a rotation, the previous one.
 - `event_deliveries`: one event to one endpoint, written by the relay as it hands the event on;
   `pending` until a 2xx (`succeeded`) or the retry window's end (`failed`). Partial indexes on the
-  pending rows: by when they are due, and per endpoint and object (only the oldest is due).
+  pending rows: by when they are due (then oldest event first), and per endpoint and object
+  (only the oldest is due).
 - `delivery_attempts`: each POST, with its status code, duration and the start of the answer.
 
 Deleting an event or an endpoint deletes its deliveries and their attempts.
@@ -76,7 +77,7 @@ def upgrade() -> None:
     with op.batch_alter_table("event_deliveries", schema=None) as batch_op:
         batch_op.create_index(
             "ix_event_deliveries_due",
-            ["next_attempt_at"],
+            ["next_attempt_at", "event_created", "event_id"],
             postgresql_where=PENDING,
             sqlite_where=PENDING,
         )
