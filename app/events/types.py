@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from app.billing.mirror import INVOICE_OUTCOMES
 from app.models import OrderStatus
 from app.orders.service import CREATED, DISCARDED, event_type
-
-# Stripe's subscription statuses; the mirror writes `subscription.<status>` on each change.
-SUBSCRIPTION_STATUSES = (
-    "incomplete",
-    "incomplete_expired",
-    "trialing",
-    "active",
-    "past_due",
-    "canceled",
-    "unpaid",
-    "paused",
-)
+from app.subscriptions.router import Status as SubscriptionStatus
 
 EVENT_TYPES: frozenset[str] = frozenset(
     {CREATED, DISCARDED}
     # An order enters every status but `pending` by a transition; `pending` is its creation.
     | {event_type(status) for status in OrderStatus if status is not OrderStatus.PENDING}
-    | {f"subscription.{status}" for status in SUBSCRIPTION_STATUSES}
+    # Stripe's subscription statuses; the mirror writes `subscription.<status>` on each change.
+    | {f"subscription.{status}" for status in get_args(SubscriptionStatus)}
     | {f"invoice.{outcome}" for outcome in INVOICE_OUTCOMES.values()}
     | {"invoice.payment_failed"}
 )
