@@ -163,6 +163,7 @@ class Consumer:
             await queue.consume(on_message, no_ack=True)
             await stop_when.wait()
             await queue.delete(if_unused=False, if_empty=False)
+            await channel.exchange_delete(self.exchange)
 
 
 async def bare_publish(url: str, rows: list[dict[str, Any]]) -> float:
