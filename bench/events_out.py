@@ -38,9 +38,10 @@ import aio_pika
 import httpx
 from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
 
 from app.relay.amqp import AmqpPublisher, Message
+from bench.reconcile import sync_url
+from bench.scale import migrate
 from bench.service import recreate, stop, wait_for_port
 from bench.wrk import free_port
 
@@ -48,16 +49,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:5432/bench_events_out"
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 BATCH = 500
-
-
-def sync_url(database_url: str) -> str:
-    url = make_url(database_url).set(drivername="postgresql+psycopg")
-    return url.render_as_string(hide_password=False)
-
-
-def migrate(database_url: str) -> None:
-    env = {**os.environ, "DATABASE_URL": database_url}
-    subprocess.run([sys.executable, "-m", "app", "migrate"], env=env, cwd=ROOT, check=True)
 
 
 def event_rows(count: int, objects: int = 1000) -> list[dict[str, Any]]:
@@ -291,7 +282,7 @@ def main() -> None:
     args = parser.parse_args()
     recreate(args.database_url)
     try:
-        migrate(args.database_url)
+        migrate(args.database_url, "head")
         engine = create_engine(sync_url(args.database_url))
         amqp_leg(args.database_url, engine, args.amqp_url, args.events, args.paced, args.rate)
         http_leg(args.database_url, engine, args.http_events, args.paced, args.rate)

@@ -10,6 +10,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, Json, StripeId, new_id, utcnow
+from app.models.event import Event
 
 
 class WebhookEndpoint(Base):
@@ -75,6 +76,22 @@ class EventDelivery(Base):
     leased_until: Mapped[datetime | None] = mapped_column()
     created: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column()
+
+
+def new_delivery(event: Event, endpoint_id: str, now: datetime) -> dict[str, Any]:
+    """The row of a new delivery of `event` to the endpoint, due now: the relay's fan-out and
+    `POST /events/{id}/redeliver` both write it."""
+    return {
+        "id": new_id("del"),
+        "event_id": event.id,
+        "endpoint_id": endpoint_id,
+        "object_id": event.object_id,
+        "event_created": event.created,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created": now,
+    }
 
 
 class DeliveryAttempt(Base):

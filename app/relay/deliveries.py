@@ -46,14 +46,12 @@ class Claimed:
 
     id: str
     event_id: str
-    event_type: str
     endpoint_id: str
     url: str
     secrets: list[str]
     body: bytes
     attempts: int
     created: datetime
-    leased_until: datetime
 
 
 @dataclass(frozen=True)
@@ -158,14 +156,12 @@ async def claim(
             Claimed(
                 id=delivery.id,
                 event_id=event.id,
-                event_type=event.type,
                 endpoint_id=endpoint.id,
                 url=endpoint.url,
                 secrets=active_secrets(endpoint, now),
                 body=event_body(event),
                 attempts=delivery.attempts,
                 created=aware(delivery.created),
-                leased_until=lease,
             )
             for delivery, event, endpoint in rows
         ]
@@ -217,14 +213,6 @@ def next_attempt(settings: Settings, delivery: Claimed, now: datetime) -> dateti
     return when
 
 
-def settle(settings: Settings, delivery: Claimed, outcome: Outcome, now: datetime) -> str:
-    """The delivery's status after this attempt: `succeeded`, `pending` (tried again at
-    `next_attempt`) or `failed` (the window is over)."""
-    if outcome.succeeded:
-        return "succeeded"
-    return "failed" if next_attempt(settings, delivery, now) is None else "pending"
-
-
 async def record(
     sessions: async_sessionmaker[AsyncSession],
     settings: Settings,
@@ -247,14 +235,17 @@ async def record(
             if delivery.id not in present:
                 statuses.append("gone")
                 continue
-            status = settle(settings, delivery, outcome, now)
+            retry = None if outcome.succeeded else next_attempt(settings, delivery, now)
+            status = (
+                "succeeded" if outcome.succeeded else ("failed" if retry is None else "pending")
+            )
             statuses.append(status)
             moves.append(
                 {
                     "b_id": delivery.id,
                     "b_status": status,
                     "b_attempts": delivery.attempts + 1,
-                    "b_next": next_attempt(settings, delivery, now) or now,
+                    "b_next": retry or now,
                     "b_completed": None if status == "pending" else now,
                 }
             )

@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db import is_postgres
 from app.events.schemas import EventRead
 from app.models import Event, EventDelivery, WebhookEndpoint
-from app.models.base import aware, new_id, utcnow
+from app.models.base import aware, utcnow
+from app.models.subscriber import new_delivery
 from app.relay.amqp import AmqpPublisher, Message
 from app.subscribers.service import listens
 
@@ -99,17 +100,7 @@ async def _fan_out(session: AsyncSession, events: Sequence[Event], now: datetime
         )
     ).all()
     rows = [
-        {
-            "id": new_id("del"),
-            "event_id": event.id,
-            "endpoint_id": endpoint_id,
-            "object_id": event.object_id,
-            "event_created": event.created,
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created": now,
-        }
+        new_delivery(event, endpoint_id, now)
         for event in events
         for endpoint_id, enabled_events in endpoints
         if listens(enabled_events, event.type)

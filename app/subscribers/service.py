@@ -16,6 +16,7 @@ from app.events.service import get_event
 from app.events.types import ALL_EVENTS, EVENT_TYPES
 from app.models import DeliveryAttempt, EventDelivery, WebhookEndpoint
 from app.models.base import new_id, utcnow
+from app.models.subscriber import new_delivery
 from app.pages import newest_by_time
 from app.subscribers.schemas import WebhookEndpointCreate, WebhookEndpointUpdate
 from app.subscribers.urls import check_url
@@ -179,20 +180,7 @@ async def redeliver(
                 code="endpoint_not_listening",
             )
     now = utcnow()
-    deliveries = [
-        EventDelivery(
-            id=new_id("del"),
-            event_id=event.id,
-            endpoint_id=endpoint.id,
-            object_id=event.object_id,
-            event_created=event.created,
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created=now,
-        )
-        for endpoint in targets
-    ]
+    deliveries = [EventDelivery(**new_delivery(event, endpoint.id, now)) for endpoint in targets]
     session.add_all(deliveries)
     await session.flush()
     return deliveries
