@@ -15,22 +15,23 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
 import aiohttp
-from sqlalchemy import ColumnElement, Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Integer, Select, Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 
 from app.config import Settings
+from app.db import is_postgres
 from app.models import DeliveryAttempt, Event, EventDelivery, WebhookEndpoint
 from app.models.base import aware, utcnow
 from app.relay.outbox import event_body
 from app.subscribers.signing import SIGNATURE_HEADER, active_secrets, sign
-from app.subscribers.urls import refused_reason
+from app.subscribers.urls import PublicOnlyResolver, refused_reason
 
 log = logging.getLogger("app.relay")
 
@@ -38,6 +39,11 @@ EXCERPT_CHARS = 500
 # A lease outlives the POST's timeout by this much before another relay may take the delivery.
 LEASE_MARGIN_SECONDS = 30.0
 USER_AGENT = "payments-service-relay/1"
+
+# The relay's statements are Core statements on the tables: no ORM state for rows it only moves.
+_DELIVERIES = cast(Table, EventDelivery.__table__)
+_ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
+_ATTEMPTS = cast(Table, DeliveryAttempt.__table__)
 
 
 @dataclass(frozen=True)
@@ -66,29 +72,82 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def due(now: datetime) -> ColumnElement[bool]:
-    """The condition of a due delivery (see the module's docstring). Whether it is its object's
-    oldest pending delivery is asked as a scalar subquery (`LIMIT 1` on the per-object index,
-    run for each row the scan reaches): written as `NOT EXISTS`, the planner turned it into an
-    anti-join over every pending delivery whenever the table's statistics were new."""
-    head = aliased(EventDelivery)
+def _due() -> Select[tuple[str]]:
+    """Up to `:limit` due deliveries (see the module's docstring), oldest due first, locked;
+    `:now` is the claim's time.
+
+    Each condition is asked of the rows as the scan of the due index reaches them. Whether the
+    delivery is its object's oldest pending one is a `LIMIT 1` subquery on the per-object
+    index: as `NOT EXISTS`, the planner made it an anti-join over every pending delivery while
+    the table's statistics were new. Whether its endpoint is enabled is a subquery too: as a
+    join or `IN`, the planner could drive the scan from the endpoint through the per-object
+    index and sort every pending delivery."""
+    d = _DELIVERIES.c
+    now = bindparam("now", type_=d.next_attempt_at.type)
+    head = _DELIVERIES.alias("head")
     oldest_pending = (
-        select(head.id)
+        select(head.c.id)
         .where(
-            head.endpoint_id == EventDelivery.endpoint_id,
-            head.object_id == EventDelivery.object_id,
-            head.status == "pending",
+            head.c.endpoint_id == d.endpoint_id,
+            head.c.object_id == d.object_id,
+            head.c.status == "pending",
         )
-        .order_by(head.event_created, head.event_id)
+        .order_by(head.c.event_created, head.c.event_id)
         .limit(1)
         .scalar_subquery()
     )
-    return and_(
-        EventDelivery.status == "pending",
-        EventDelivery.next_attempt_at <= now,
-        or_(EventDelivery.leased_until.is_(None), EventDelivery.leased_until < now),
-        EventDelivery.id == oldest_pending,
+    endpoint_status = (
+        select(_ENDPOINTS.c.status).where(_ENDPOINTS.c.id == d.endpoint_id).scalar_subquery()
     )
+    return (
+        select(d.id)
+        .where(
+            d.status == "pending",
+            d.next_attempt_at <= now,
+            or_(d.leased_until.is_(None), d.leased_until < now),
+            d.id == oldest_pending,
+            endpoint_status == "enabled",
+        )
+        .order_by(d.next_attempt_at, d.event_created, d.event_id)
+        .limit(bindparam("limit", type_=Integer))
+        .with_for_update(skip_locked=True)
+    )
+
+
+_DUE = _due()
+# For `_DUE` alone (`_STOP_WALKING` gives the planner its choice back): walk the due index in
+# its order and stop at `:limit`. Left to itself, on a table whose statistics were not yet
+# gathered (a backlog arriving on a new table), the planner fetched every pending delivery, ran
+# the subqueries on each, then sorted them all: 36 ms per claim at 5,000 pending instead of 2.
+_WALK_THE_DUE_INDEX = select(
+    func.set_config("enable_sort", "off", True), func.set_config("enable_bitmapscan", "off", True)
+)
+_STOP_WALKING = select(
+    func.set_config("enable_sort", "on", True), func.set_config("enable_bitmapscan", "on", True)
+)
+# A condition on deliveries looked up by id. Not `status = 'pending'`: that matches the
+# pending-only indexes, which the planner, from statistics that lag behind a backlog, preferred
+# to the primary key, then read every pending delivery.
+_UNSETTLED = _DELIVERIES.c.status.not_in(["succeeded", "failed"])
+# Leased only while still unleased: on SQLite, which has no row locks, this condition is what
+# keeps a second relay from taking the same deliveries.
+_LEASE = (
+    update(_DELIVERIES)
+    .where(
+        _DELIVERIES.c.id.in_(bindparam("ids", expanding=True)),
+        _UNSETTLED,
+        or_(_DELIVERIES.c.leased_until.is_(None), _DELIVERIES.c.leased_until < bindparam("now")),
+    )
+    .values(leased_until=bindparam("lease"))
+    .returning(
+        _DELIVERIES.c.id,
+        _DELIVERIES.c.attempts,
+        _DELIVERIES.c.created,
+        _DELIVERIES.c.next_attempt_at,
+        _DELIVERIES.c.event_created,
+        _DELIVERIES.c.event_id,
+    )
+)
 
 
 async def claim(
@@ -98,73 +157,53 @@ async def claim(
     now = utcnow()
     lease = now + timedelta(seconds=settings.events_delivery_timeout_seconds + LEASE_MARGIN_SECONDS)
     async with sessions() as session, session.begin():
-        enabled = list(
-            await session.scalars(
-                select(WebhookEndpoint.id).where(WebhookEndpoint.status == "enabled")
-            )
-        )
-        if not enabled:
-            return []
-        # The deliveries alone, walked in the due index's order: joined to their events and
-        # endpoints here, the planner sorted every pending delivery for each claim.
-        candidates = list(
-            await session.scalars(
-                select(EventDelivery.id)
-                .where(due(now), EventDelivery.endpoint_id.in_(enabled))
-                .order_by(
-                    EventDelivery.next_attempt_at,
-                    EventDelivery.event_created,
-                    EventDelivery.event_id,
-                )
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        )
+        postgres = is_postgres(session)
+        if postgres:
+            await session.execute(_WALK_THE_DUE_INDEX)
+        candidates = list(await session.scalars(_DUE, {"now": now, "limit": limit}))
+        if postgres:
+            await session.execute(_STOP_WALKING)
         if not candidates:
             return []
-        # Leased only while still unleased: on SQLite, which has no row locks, this write is what
-        # keeps a second relay from taking the same deliveries.
         leased = list(
-            await session.scalars(
-                update(EventDelivery)
-                .where(
-                    EventDelivery.id.in_(candidates),
-                    EventDelivery.status == "pending",
-                    or_(EventDelivery.leased_until.is_(None), EventDelivery.leased_until < now),
-                )
-                .values(leased_until=lease)
-                .returning(EventDelivery.id),
-                execution_options={"synchronize_session": False},
-            )
+            await session.execute(_LEASE, {"ids": candidates, "now": now, "lease": lease})
         )
         if not leased:
             return []
-        rows = (
-            await session.execute(
-                select(EventDelivery, Event, WebhookEndpoint)
+        rows = {
+            delivery_id: (event, endpoint)
+            for delivery_id, event, endpoint in await session.execute(
+                select(EventDelivery.id, Event, WebhookEndpoint)
                 .join(Event, Event.id == EventDelivery.event_id)
                 .join(WebhookEndpoint, WebhookEndpoint.id == EventDelivery.endpoint_id)
-                .where(EventDelivery.id.in_(leased))
-                .order_by(
-                    EventDelivery.next_attempt_at,
-                    EventDelivery.event_created,
-                    EventDelivery.event_id,
-                )
+                .where(EventDelivery.id.in_([row.id for row in leased]))
             )
-        ).all()
-        return [
-            Claimed(
-                id=delivery.id,
-                event_id=event.id,
-                endpoint_id=endpoint.id,
-                url=endpoint.url,
-                secrets=active_secrets(endpoint, now),
-                body=event_body(event),
-                attempts=delivery.attempts,
-                created=aware(delivery.created),
-            )
-            for delivery, event, endpoint in rows
-        ]
+        }
+    leased.sort(key=lambda row: (row.next_attempt_at, row.event_created, row.event_id))
+    return [
+        Claimed(
+            id=row.id,
+            event_id=event.id,
+            endpoint_id=endpoint.id,
+            url=endpoint.url,
+            secrets=active_secrets(endpoint, now),
+            body=event_body(event),
+            attempts=row.attempts,
+            created=aware(row.created),
+        )
+        for row in leased
+        for event, endpoint in [rows[row.id]]
+    ]
+
+
+def http_session(settings: Settings, connections: int) -> aiohttp.ClientSession:
+    """The relay's HTTP client: at most `connections` at once; in live mode (unless
+    `WEBHOOK_ENDPOINTS_ALLOW_PRIVATE`), connecting only to addresses it checked itself."""
+    pinned = settings.live and not settings.webhook_endpoints_allow_private
+    resolver = PublicOnlyResolver() if pinned else None
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections, resolver=resolver)
+    )
 
 
 async def send(http: aiohttp.ClientSession, settings: Settings, delivery: Claimed) -> Outcome:
@@ -222,46 +261,44 @@ async def record(
     status afterwards, or `gone` when it was deleted meanwhile (its endpoint or event; nothing
     written for it)."""
     now = utcnow()
+    # Deliveries moving alike (all that succeeded, say) are written by one statement.
+    moves: dict[tuple[str, datetime], list[str]] = defaultdict(list)
+    for delivery, outcome in attempted:
+        retry = None if outcome.succeeded else next_attempt(settings, delivery, now)
+        status = "succeeded" if outcome.succeeded else ("failed" if retry is None else "pending")
+        moves[(status, retry or now)].append(delivery.id)
+    written: dict[str, str] = {}
     async with sessions() as session, session.begin():
-        present = set(
-            await session.scalars(
-                select(EventDelivery.id).where(
-                    EventDelivery.id.in_([delivery.id for delivery, _ in attempted])
+        for (status, next_at), ids in moves.items():
+            moved = await session.scalars(
+                update(_DELIVERIES)
+                # Leased by this relay: no other writes these rows until the lease ends.
+                .where(_DELIVERIES.c.id.in_(ids), _UNSETTLED)
+                .values(
+                    status=status,
+                    attempts=_DELIVERIES.c.attempts + 1,
+                    next_attempt_at=next_at,
+                    completed_at=None if status == "pending" else now,
+                    leased_until=None,
                 )
+                .returning(_DELIVERIES.c.id)
             )
-        )
-        statuses, moves, attempts = [], [], []
-        for delivery, outcome in attempted:
-            if delivery.id not in present:
-                statuses.append("gone")
-                continue
-            retry = None if outcome.succeeded else next_attempt(settings, delivery, now)
-            status = (
-                "succeeded" if outcome.succeeded else ("failed" if retry is None else "pending")
-            )
-            statuses.append(status)
-            moves.append(
-                {
-                    "b_id": delivery.id,
-                    "b_status": status,
-                    "b_attempts": delivery.attempts + 1,
-                    "b_next": retry or now,
-                    "b_completed": None if status == "pending" else now,
-                }
-            )
-            attempts.append(
-                {
-                    "delivery_id": delivery.id,
-                    "at": now,
-                    "status_code": outcome.status_code,
-                    "duration_ms": outcome.duration_ms,
-                    "excerpt": outcome.excerpt,
-                    "error": outcome.error,
-                }
-            )
-        if moves:
-            await session.execute(_MOVE, moves)
-            await session.execute(insert(DeliveryAttempt), attempts)
+            written.update((delivery_id, status) for delivery_id in moved)
+        attempts = [
+            {
+                "delivery_id": delivery.id,
+                "at": now,
+                "status_code": outcome.status_code,
+                "duration_ms": outcome.duration_ms,
+                "excerpt": outcome.excerpt,
+                "error": outcome.error,
+            }
+            for delivery, outcome in attempted
+            if delivery.id in written
+        ]
+        if attempts:
+            await session.execute(insert(_ATTEMPTS), attempts)
+    statuses = [written.get(delivery.id, "gone") for delivery, _ in attempted]
     for (delivery, outcome), status in zip(attempted, statuses, strict=True):
         log.info(
             "delivery %s of %s to %s: %s (%s)",
@@ -279,18 +316,3 @@ async def record(
             },
         )
     return statuses
-
-
-_DELIVERIES = cast(Table, EventDelivery.__table__)
-# The delivery is leased by this relay: no other writes it until its lease ends.
-_MOVE = (
-    update(_DELIVERIES)
-    .where(_DELIVERIES.c.id == bindparam("b_id"), _DELIVERIES.c.status == "pending")
-    .values(
-        status=bindparam("b_status"),
-        attempts=bindparam("b_attempts"),
-        next_attempt_at=bindparam("b_next"),
-        completed_at=bindparam("b_completed"),
-        leased_until=None,
-    )
-)

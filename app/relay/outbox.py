@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import is_postgres
+from app import pg_direct
+from app.db import engine_of, is_postgres
 from app.events.schemas import EventRead
 from app.models import Event, EventDelivery, WebhookEndpoint
 from app.models.base import aware, utcnow
@@ -34,6 +36,21 @@ PUBLISH_LOCK = 0x5041_594D_4F55_5431
 def event_body(event: Event) -> bytes:
     """What subscribers and the broker receive: the event as `GET /events/{id}` shows it."""
     return EventRead.of(event).model_dump_json().encode()
+
+
+_WAITING = select(exists().where(Event.published_at.is_(None)))
+
+
+async def waiting(sessions: async_sessionmaker[AsyncSession]) -> bool:
+    """Whether any event is unpublished: what an idle relay asks twenty times a second, so in
+    one statement, on Postgres through the direct pool (a few times cheaper than a session's
+    transaction)."""
+    engine = engine_of(sessions)
+    if engine.dialect.name == "postgresql":
+        rows = await pg_direct.fetch(engine, _WAITING, {})
+        return bool(rows[0][0])
+    async with sessions() as session:
+        return bool(await session.scalar(_WAITING))
 
 
 async def hand_on(
@@ -106,4 +123,4 @@ async def _fan_out(session: AsyncSession, events: Sequence[Event], now: datetime
         if listens(enabled_events, event.type)
     ]
     if rows:
-        await session.execute(insert(EventDelivery), rows)
+        await session.execute(insert(cast(Table, EventDelivery.__table__)), rows)

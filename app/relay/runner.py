@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from datetime import timedelta
 
 import aiohttp
@@ -20,7 +21,7 @@ from app.models.base import utcnow
 from app.observability import Metrics
 from app.relay import deliveries
 from app.relay.amqp import AmqpPublisher, PublishFailed
-from app.relay.outbox import hand_on
+from app.relay.outbox import hand_on, waiting
 
 log = logging.getLogger("app.relay")
 
@@ -33,6 +34,36 @@ PRUNE_EVERY_SECONDS = 60.0
 PRUNE_BATCH = 1000
 # After a failure (database or broker down), wait this long before the next pass.
 BACKOFF_SECONDS = 1.0
+
+
+class _Failures:
+    """How one of the relay's loops reports failing passes: the first with its traceback, the
+    next ones as a line each, and the pass that works again. A database that is down would
+    otherwise print a traceback every second."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failing = 0
+
+    def failed(self) -> None:
+        self.failing += 1
+        if self.failing == 1:
+            log.exception("relay: %s failed", self.what)
+        else:
+            error = sys.exception()
+            first_line = next(iter(str(error).splitlines()), "")
+            log.warning(
+                "relay: %s failed again (%d in a row): %s: %s",
+                self.what,
+                self.failing,
+                type(error).__name__,
+                first_line,
+            )
+
+    def passed(self) -> None:
+        if self.failing:
+            log.warning("relay: %s works again after %d failures", self.what, self.failing)
+            self.failing = 0
 
 
 class Relay:
@@ -53,13 +84,14 @@ class Relay:
         )
         self.http: aiohttp.ClientSession | None = None
         self._stopping = asyncio.Event()
-        self._handed_on = asyncio.Event()
+        # Wakes the delivery loop: events were handed on, a delivery ended, or the relay stops.
+        self._wake = asyncio.Event()
         self._attempted: list[tuple[deliveries.Claimed, deliveries.Outcome]] = []
         self._to_record = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY))
+        self.http = deliveries.http_session(self.settings, CONCURRENCY)
         self._tasks = [
             asyncio.create_task(self._hand_on_loop(), name="relay-hand-on"),
             asyncio.create_task(self._deliver_loop(), name="relay-deliver"),
@@ -75,10 +107,11 @@ class Relay:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
 
     async def close(self) -> None:
         """Stop the loops; deliveries in flight are abandoned (their leases expire)."""
-        self._stopping.set()
+        self.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -95,59 +128,60 @@ class Relay:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _hand_on_loop(self) -> None:
+        failures = _Failures("handing events on")
         while not self._stopping.is_set():
             try:
-                events = await hand_on(self.sessions, self.publisher, limit=BATCH)
+                events = []
+                if await waiting(self.sessions):
+                    events = await hand_on(self.sessions, self.publisher, limit=BATCH)
             except PublishFailed as exc:
                 log.warning("relay: RabbitMQ did not confirm a batch, retrying: %s", exc)
                 await self._pause(BACKOFF_SECONDS)
                 continue
             except Exception:
-                log.exception("relay: handing events on failed, retrying")
+                failures.failed()
                 await self._pause(BACKOFF_SECONDS)
                 continue
+            failures.passed()
             if events:
-                self._handed_on.set()
+                self._wake.set()
                 if self.metrics is not None:
                     self.metrics.events_handed_on.inc(len(events))
             if len(events) < BATCH:
                 await self._pause(self.settings.events_relay_poll_seconds)
 
     async def _deliver_loop(self) -> None:
+        failures = _Failures("claiming deliveries")
         in_flight: set[asyncio.Task[None]] = set()
+
+        def ended(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            self._wake.set()
+
         while not self._stopping.is_set():
             claimed: list[deliveries.Claimed] = []
-            self._handed_on.clear()  # before claiming: what is handed on after it wakes _idle
+            self._wake.clear()  # before claiming: what is handed on after it wakes the wait
             free = CONCURRENCY - len(in_flight)
             # One claim per half of the slots, not one per delivery that ends.
             if free >= CONCURRENCY // 2 or not in_flight:
                 try:
                     claimed = await deliveries.claim(self.sessions, self.settings, free)
                 except Exception:
-                    log.exception("relay: claiming deliveries failed, retrying")
+                    failures.failed()
                     await self._pause(BACKOFF_SECONDS)
                     continue
+                failures.passed()
             for delivery in claimed:
                 task = asyncio.create_task(self._attempt(delivery))
                 in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
+                task.add_done_callback(ended)
             if not claimed or len(in_flight) > CONCURRENCY // 2:
-                await self._idle(in_flight)
+                # Until events are handed on, a delivery ends, the relay stops, or a retry may
+                # have fallen due.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), RETRY_POLL_SECONDS)
         for task in in_flight:
             task.cancel()
-
-    async def _idle(self, in_flight: set[asyncio.Task[None]]) -> None:
-        """Until events were handed on, a delivery ended, the relay stops, or a retry may be
-        due."""
-        wakers = [
-            asyncio.create_task(self._stopping.wait()),
-            asyncio.create_task(self._handed_on.wait()),
-        ]
-        await asyncio.wait(
-            [*wakers, *in_flight], timeout=RETRY_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
-        )
-        for waker in wakers:
-            waker.cancel()
 
     async def _attempt(self, delivery: deliveries.Claimed) -> None:
         assert self.http is not None  # started
@@ -158,6 +192,7 @@ class Relay:
     async def _record_loop(self) -> None:
         """Writes what was attempted, as many as have ended, in one transaction: until written,
         a delivery stays leased (another relay sends it again only once its lease ends)."""
+        failures = _Failures("recording attempts (their deliveries go again once leases end)")
         while not self._stopping.is_set():
             await self._to_record.wait()
             self._to_record.clear()
@@ -165,12 +200,10 @@ class Relay:
             try:
                 statuses = await deliveries.record(self.sessions, self.settings, attempted)
             except Exception:
-                log.exception(
-                    "relay: recording %d attempts failed; their deliveries will be sent again",
-                    len(attempted),
-                )
+                failures.failed()
                 await self._pause(BACKOFF_SECONDS)
                 continue
+            failures.passed()
             if self.metrics is not None:
                 for (delivery, _), status in zip(attempted, statuses, strict=True):
                     if status != "gone":
@@ -178,11 +211,14 @@ class Relay:
                         self.metrics.deliveries.labels(delivery.endpoint_id, result).inc()
 
     async def _prune_loop(self) -> None:
+        failures = _Failures("pruning")
         while not self._stopping.is_set():
             try:
                 await prune(self.sessions, self.settings)
             except Exception:
-                log.exception("relay: pruning failed")
+                failures.failed()
+            else:
+                failures.passed()
             await self._pause(PRUNE_EVERY_SECONDS)
 
 

@@ -7,9 +7,13 @@ at delivery time (`refused_reason`): what a name resolves to can change."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import socket
 from urllib.parse import urlsplit
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 from app.config import Settings
 from app.errors import InvalidRequest
@@ -90,6 +94,34 @@ async def _resolved_problem(host: str, port: int | None) -> str | None:
         if kind is not None:
             return f"its host {host} resolves to {address}, {kind}"
     return None
+
+
+class PublicOnlyResolver(AbstractResolver):
+    """The relay's resolver in live mode (unless `WEBHOOK_ENDPOINTS_ALLOW_PRIVATE`): a name's
+    addresses, refused (`OSError`) when any is not public. The connection goes to exactly the
+    addresses checked here, so a name that resolved to a public address when `refused_reason`
+    asked cannot lead the POST to a private one on a second lookup (DNS rebinding)."""
+
+    def __init__(self) -> None:
+        self._resolver: ThreadedResolver | None = None  # made in the event loop it serves
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if self._resolver is None:
+            self._resolver = ThreadedResolver()
+        found = await self._resolver.resolve(host, port, family)
+        for result in found:
+            address = ipaddress.ip_address(result["host"].partition("%")[0])
+            kind = _address_kind(address)
+            if kind is not None:
+                message = f"refused: its host {host} resolves to {address}, {kind}"
+                raise OSError(errno.EACCES, message)
+        return found
+
+    async def close(self) -> None:
+        if self._resolver is not None:
+            await self._resolver.close()
 
 
 def _address_kind(address: Address) -> str | None:

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -176,12 +177,15 @@ def outbox(stack: Stack) -> Iterator[Outbox]:
             engine.dispose()
 
 
-def start_relay(outbox: Outbox, *args: str, **env: str) -> subprocess.Popen[bytes]:
+def start_relay(
+    outbox: Outbox, *args: str, stderr: int | None = None, **env: str
+) -> subprocess.Popen[bytes]:
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "EVENTS_"))}
     return subprocess.Popen(
         [sys.executable, "-m", "app", "relay", *args],
         cwd=ROOT,
         env={**inherited, "DATABASE_URL": outbox.database_url, **FAST, **env},
+        stderr=stderr,
     )
 
 
@@ -494,6 +498,38 @@ def test_pruning_deletes_old_settled_events_only(outbox: Outbox) -> None:
         kept_pending
     ]
     assert outbox.rows("SELECT id FROM delivery_attempts") == []
+
+
+def test_a_loop_that_keeps_failing_logs_one_traceback_then_a_line_each_time(
+    outbox: Outbox,
+) -> None:
+    """While the events table is away, handing on fails every second: the first failure comes
+    with its traceback, the next ones as a line each, then a line when it works again (a
+    database that is down used to print a traceback a second, per loop)."""
+    with outbox.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE events RENAME TO events_away"))
+    relay = start_relay(outbox, stderr=subprocess.PIPE, LOG_LEVEL="INFO")
+    try:
+        time.sleep(5.0)
+        with outbox.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE events_away RENAME TO events"))
+        outbox.add_events(1)
+        wait_until(lambda: unpublished(outbox) == 0, what="the event handed on")
+    finally:
+        stop(relay)
+    assert relay.stderr is not None
+    log = relay.stderr.read().decode()
+    relay.stderr.close()
+    records = re.split(r"\n(?=\d{4}-\d\d-\d\d )", log.strip())
+    with_traceback = [record.partition("relay: ")[2].splitlines()[0] for record in records
+                      if "Traceback (most recent call last)" in record]  # fmt: skip
+    # Pruning reads the events table too; it runs once a minute, so it failed once.
+    assert sorted(with_traceback) == ["handing events on failed", "pruning failed"], log
+    again = [record for record in records if "handing events on failed again" in record]
+    assert again, log
+    assert all("\n" not in record for record in again), log
+    assert "relay: handing events on failed again (2 in a row): " in again[0], log
+    assert f"relay: handing events on works again after {len(again) + 1} failures" in log, log
 
 
 def unpublished(outbox: Outbox) -> int:
