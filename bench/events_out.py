@@ -1,12 +1,15 @@
 """Events out: from the outbox to RabbitMQ (with publisher confirms) and to a subscriber's
-webhook endpoint, through one `python -m app relay` process on Postgres.
+webhook endpoint, through `python -m app relay` on Postgres (one process; `--relays N` for
+HTTP).
 
 For each destination:
 
 1. Throughput: `--events` events (default 20,000) committed in one transaction while the relay
    idles; the time until the last one counts as handed on (RabbitMQ: confirmed; HTTP: every
-   delivery answered 2xx). For RabbitMQ, the anchor is the same messages published in batches of
-   500 by the same publisher (app/relay/amqp.py) with no database at all, in the same run.
+   delivery answered 2xx). The anchors, in the same run, do the same work with no database at
+   all: for RabbitMQ, the same messages published in batches of 500 by the same publisher
+   (app/relay/amqp.py); for HTTP, the same signed POSTs sent by the relay's own `send`, as many
+   in flight as one relay keeps.
 2. Latency: `--paced` events (default 2,000) committed one per transaction at `--rate` a second
    (default 200); for each, the time from its commit to its arrival at the consumer (a queue
    bound to the exchange) or at the endpoint. p50, p90 and p99.
@@ -35,14 +38,18 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import aiohttp
 import httpx
 from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy import Engine, create_engine, text
 
+from app.config import Settings
+from app.relay import deliveries
 from app.relay.amqp import AmqpPublisher, Message
+from app.relay.runner import CONCURRENCY
 from bench.reconcile import sync_url
 from bench.scale import migrate
-from bench.service import recreate, stop, wait_for_port
+from bench.service import recreate, service_env, stop, wait_for_port
 from bench.wrk import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,6 +106,18 @@ def wait_for(check: Callable[[], bool], timeout: float = 600.0, every: float = 0
             raise RuntimeError("timed out")
         time.sleep(every)
     return time.perf_counter()
+
+
+def cpu_seconds(process: subprocess.Popen[bytes] | int) -> float:
+    """User and system CPU time the process (or pid) has used so far (Linux /proc); 0 once it
+    is gone."""
+    pid = process if isinstance(process, int) else process.pid
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return 0.0
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_relay(database_url: str, **env: str) -> subprocess.Popen[bytes]:
@@ -227,7 +246,32 @@ class _LoopThread:
         self.thread.join()
 
 
-def http_leg(database_url: str, engine: Engine, events: int, count: int, rate: float) -> None:
+async def bare_post(url: str, rows: list[dict[str, Any]]) -> float:
+    """The anchor: the same signed POSTs, sent by the relay's own `send` with as many in flight
+    as the relay keeps, and no database; deliveries/s."""
+    settings = Settings()
+    now = datetime.now(UTC)
+    claimed = [
+        deliveries.Claimed(r["id"], r["id"], "we_bench", url, ["whsec_bench"],
+                           r["object"].encode(), 0, now)
+        for r in rows
+    ]  # fmt: skip
+    queue = iter(claimed)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as http:
+
+        async def worker() -> None:
+            for delivery in queue:
+                outcome = await deliveries.send(http, settings, delivery)
+                if not outcome.succeeded:
+                    raise RuntimeError(f"the receiver answered {outcome}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return len(claimed) / (time.perf_counter() - started)
+
+
+def http_leg(database_url: str, engine: Engine, events: int, count: int, rate: float,
+             relays: int) -> None:  # fmt: skip
     port = free_port()
     receiver = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bench.receiver_fast:app", "--port", str(port),
@@ -250,25 +294,75 @@ def http_leg(database_url: str, engine: Engine, events: int, count: int, rate: f
             ),
             {"url": f"{base}/hook"},
         )
-    relay = start_relay(database_url)
+    started_relays = [start_relay(database_url) for _ in range(relays)]
     try:
         time.sleep(1.0)
+        rows = event_rows(events)
+        cpu_before = sum(cpu_seconds(relay) for relay in started_relays)
         with engine.begin() as connection:
-            connection.execute(INSERT, event_rows(events))
+            connection.execute(INSERT, rows)
         started = time.perf_counter()
         finished = wait_for(
             lambda: unpublished(engine) == 0 and pending_deliveries(engine) == 0, every=0.05
         )
         rate_http = events / (finished - started)
+        cpu = sum(cpu_seconds(relay) for relay in started_relays) - cpu_before
         committed = paced(engine, count, rate)
         wait_for(lambda: pending_deliveries(engine) == 0 and unpublished(engine) == 0)
         arrived: dict[str, float] = httpx.get(f"{base}/_received", timeout=30).json()
+        for relay in started_relays:
+            stop(relay)
+        bare = asyncio.run(bare_post(f"{base}/hook", rows))
     finally:
-        stop(relay)
+        for relay in started_relays:
+            stop(relay)
         stop(receiver)
     latencies = [arrived[i] - at for i, at in committed.items()]
-    print(f"HTTP, {events:,} events committed at once: {rate_http:,.0f} deliveries/s (2xx)")
+    print(
+        f"HTTP, {events:,} events committed at once, {relays} relay(s): "
+        f"{rate_http:,.0f} deliveries/s (2xx), relay CPU {cpu / events * 1e6:,.0f} µs each"
+    )
+    print(f"  anchor, the same signed POSTs with no database: {bare:,.0f} deliveries/s")
+    print(f"  relay/anchor: {rate_http / bare:.2f}")
     print(f"HTTP, {count:,} events at {rate:g}/s, commit to endpoint: {percentiles(latencies)}")
+
+
+def idle_leg(database_url: str, engine: Engine, seconds: float) -> None:
+    """What the relay costs a service process that has nothing to send: one uvicorn worker
+    with no requests, `EVENTS_RELAY=off` then `in-process`; the CPU the worker and its Postgres
+    backends use over `seconds`."""
+    for mode in ("off", "in-process"):
+        port = free_port()
+        env = {**service_env(database_url, "http://127.0.0.1:9"), "EVENTS_RELAY": mode}
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
+             "--log-level", "warning"],
+            cwd=ROOT, env=env,
+        )  # fmt: skip
+        try:
+            wait_for_port(port, worker, "the service")
+            time.sleep(3.0)
+            with engine.connect() as connection:
+                backends = list(
+                    connection.scalars(
+                        text(
+                            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND pid <> pg_backend_pid()"
+                        )
+                    )
+                )
+            before = cpu_seconds(worker), sum(cpu_seconds(pid) for pid in backends)
+            time.sleep(seconds)
+            after = cpu_seconds(worker), sum(cpu_seconds(pid) for pid in backends)
+        finally:
+            stop(worker)
+        service_ms, postgres_ms = (
+            (end - start) / seconds * 1000 for start, end in zip(before, after, strict=True)
+        )
+        print(
+            f"idle service, EVENTS_RELAY={mode}: the worker {service_ms:.1f} ms of CPU a second, "
+            f"its Postgres backends {postgres_ms:.1f} ms"
+        )
 
 
 def main() -> None:
@@ -279,13 +373,22 @@ def main() -> None:
     parser.add_argument("--paced", type=int, default=2_000)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--http-events", type=int, default=5_000)
+    parser.add_argument("--relays", type=int, default=1, help="relay processes for HTTP")
+    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--only", choices=["amqp", "http", "idle"], help="run one leg")
     args = parser.parse_args()
     recreate(args.database_url)
     try:
         migrate(args.database_url, "head")
         engine = create_engine(sync_url(args.database_url))
-        amqp_leg(args.database_url, engine, args.amqp_url, args.events, args.paced, args.rate)
-        http_leg(args.database_url, engine, args.http_events, args.paced, args.rate)
+        if args.only in (None, "amqp"):
+            amqp_leg(args.database_url, engine, args.amqp_url, args.events, args.paced, args.rate)
+        if args.only in (None, "idle"):
+            idle_leg(args.database_url, engine, args.idle_seconds)
+        if args.only in (None, "http"):
+            http_leg(
+                args.database_url, engine, args.http_events, args.paced, args.rate, args.relays
+            )
         engine.dispose()
     finally:
         recreate(args.database_url, drop_only=True)
