@@ -4,11 +4,14 @@ the attempt, and schedule the next one or settle the delivery.
 A delivery is due when its time has come, its endpoint is enabled, no relay holds it, and no
 older delivery of the same object to the same endpoint is still pending: per endpoint, each
 object's events arrive in the order they were written, an event held back by a failing one until
-that one succeeds or gives up. A relay claims deliveries by leasing them (`FOR UPDATE SKIP
-LOCKED`, then `leased_until`, committed) and sends them outside any transaction. Two relays never
-send one delivery at once unless one outlived its lease (stalled past the timeout plus a margin);
-a relay killed mid-send leaves a lease that expires, and the delivery is sent again: at least
-once, always.
+that one succeeds or gives up. A held-back delivery's own time is moved to its predecessor's
+next attempt (when that one fails, and when the relay writes the delivery), never later than it
+could go: the time only keeps it out of the claim's scan, the "oldest pending" check decides.
+
+A relay claims deliveries by leasing them (`FOR UPDATE SKIP LOCKED`, then `leased_until`,
+committed) and sends them outside any transaction. Two relays never send one delivery at once
+unless one outlived its lease (stalled past the timeout plus a margin); a relay killed mid-send
+leaves a lease that expires, and the delivery is sent again: at least once, always.
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ class Claimed:
     body: bytes
     attempts: int
     created: datetime
+    # The event's object and time: the deliveries of the same object to the same endpoint that
+    # come after this one.
+    object_id: str
+    event_created: datetime
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,22 @@ _LEASE = (
         _DELIVERIES.c.next_attempt_at,
         _DELIVERIES.c.event_created,
         _DELIVERIES.c.event_id,
+        _DELIVERIES.c.object_id,
     )
+)
+# After a failed attempt, the same object's later deliveries to the endpoint are not due before
+# its retry (they cannot go before it), so that the claim's scan does not pass over them again
+# and again while an endpoint is down.
+_HOLD_BACK = (
+    update(_DELIVERIES)
+    .where(
+        _DELIVERIES.c.endpoint_id == bindparam("b_endpoint"),
+        _DELIVERIES.c.object_id == bindparam("b_object"),
+        _DELIVERIES.c.status == "pending",
+        _DELIVERIES.c.event_created > bindparam("b_created"),
+        _DELIVERIES.c.next_attempt_at < bindparam("b_next"),
+    )
+    .values(next_attempt_at=bindparam("b_next"))
 )
 
 
@@ -190,6 +212,8 @@ async def claim(
             body=event_body(event),
             attempts=row.attempts,
             created=aware(row.created),
+            object_id=row.object_id,
+            event_created=row.event_created,
         )
         for row in leased
         for event, endpoint in [rows[row.id]]
@@ -263,10 +287,13 @@ async def record(
     now = utcnow()
     # Deliveries moving alike (all that succeeded, say) are written by one statement.
     moves: dict[tuple[str, datetime], list[str]] = defaultdict(list)
+    retry_at: dict[str, datetime] = {}
     for delivery, outcome in attempted:
         retry = None if outcome.succeeded else next_attempt(settings, delivery, now)
         status = "succeeded" if outcome.succeeded else ("failed" if retry is None else "pending")
         moves[(status, retry or now)].append(delivery.id)
+        if retry is not None:
+            retry_at[delivery.id] = retry
     written: dict[str, str] = {}
     async with sessions() as session, session.begin():
         for (status, next_at), ids in moves.items():
@@ -284,6 +311,18 @@ async def record(
                 .returning(_DELIVERIES.c.id)
             )
             written.update((delivery_id, status) for delivery_id in moved)
+        retried = [
+            {
+                "b_endpoint": delivery.endpoint_id,
+                "b_object": delivery.object_id,
+                "b_created": delivery.event_created,
+                "b_next": retry_at[delivery.id],
+            }
+            for delivery, _ in attempted
+            if written.get(delivery.id) == "pending"
+        ]
+        if retried:
+            await session.execute(_HOLD_BACK, retried)
         attempts = [
             {
                 "delivery_id": delivery.id,

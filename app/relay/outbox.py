@@ -122,5 +122,29 @@ async def _fan_out(session: AsyncSession, events: Sequence[Event], now: datetime
         for endpoint_id, enabled_events in endpoints
         if listens(enabled_events, event.type)
     ]
-    if rows:
-        await session.execute(insert(cast(Table, EventDelivery.__table__)), rows)
+    if not rows:
+        return
+    # A delivery behind a pending one of the same object (an endpoint failing) is not due
+    # before that one's next attempt: it stays out of the claim's scan meanwhile.
+    held = await session.execute(
+        select(
+            _DELIVERIES.c.endpoint_id,
+            _DELIVERIES.c.object_id,
+            func.max(_DELIVERIES.c.next_attempt_at),
+        )
+        .where(
+            _DELIVERIES.c.status == "pending",
+            _DELIVERIES.c.endpoint_id.in_(sorted({row["endpoint_id"] for row in rows})),
+            _DELIVERIES.c.object_id.in_(sorted({row["object_id"] for row in rows})),
+        )
+        .group_by(_DELIVERIES.c.endpoint_id, _DELIVERIES.c.object_id)
+    )
+    not_before = {(endpoint, object_id): aware(at) for endpoint, object_id, at in held}
+    for row in rows:
+        row["next_attempt_at"] = max(
+            now, not_before.get((row["endpoint_id"], row["object_id"]), now)
+        )
+    await session.execute(insert(_DELIVERIES), rows)
+
+
+_DELIVERIES = cast(Table, EventDelivery.__table__)

@@ -210,8 +210,9 @@ def verify(body: str, header: str, secret: str = SECRET, tolerance: int = 300) -
 
 
 def moment(value: datetime | str) -> datetime:
-    """A timestamp column as read (SQLite hands back text)."""
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
+    """A timestamp column as read (SQLite hands back text, without its zone: UTC)."""
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def path() -> str:
@@ -343,6 +344,48 @@ def test_an_endpoint_that_is_down_gets_the_event_once_it_is_up(outbox: Outbox) -
     errors = outbox.rows("SELECT error FROM delivery_attempts WHERE status_code IS NULL")
     assert errors
     assert all("Connect" in row["error"] for row in errors)
+
+
+def test_deliveries_behind_a_failing_one_are_not_due_before_its_retry(outbox: Outbox) -> None:
+    """An endpoint that is down holds back the object's later deliveries. Their own time moves
+    to the failing delivery's next attempt, for those written before it failed and for those
+    written while it fails, so that the claim's scan does not pass over them on every claim;
+    other objects' deliveries go meanwhile; once the endpoint is up all arrive in order."""
+    port = free_port()
+    hook = path()
+    endpoint = outbox.add_endpoint(f"http://127.0.0.1:{port}{hook}")
+    outbox.add_events(3, objects=1)
+    # Retries 3 s apart: long enough to look at the rows between two attempts.
+    relay = start_relay(
+        outbox, EVENTS_RETRY_BASE_SECONDS="3", EVENTS_RETRY_MAX_INTERVAL_SECONDS="3"
+    )
+    late: Receiver | None = None
+
+    def pending() -> list[dict[str, Any]]:
+        return outbox.rows(
+            "SELECT d.attempts, d.next_attempt_at, e.object FROM event_deliveries d "
+            "JOIN events e ON e.id = d.event_id WHERE d.status = 'pending' "
+            "ORDER BY d.event_created"
+        )
+
+    try:
+        wait_until(lambda: pending() and pending()[0]["attempts"] == 1, what="a first attempt")
+        outbox.add_events(1, objects=1)  # written while the oldest one fails
+        wait_until(lambda: len(pending()) == 4, what="the fourth delivery")
+        rows = pending()
+        head, later = rows[0], rows[1:]
+        assert [row["attempts"] for row in later] == [0, 0, 0]
+        retry = moment(head["next_attempt_at"])
+        assert retry > datetime.now(UTC)
+        assert [moment(row["next_attempt_at"]) for row in later] == [retry] * 3
+        late = start_receiver(port)
+        wait_until(lambda: outbox.settled(endpoint) == {"succeeded": 4}, what="delivered")
+        seqs = [json.loads(item["body"])["data"]["object"]["seq"] for item in late.received(hook)]
+        assert seqs == [0, 1, 2, 0]
+    finally:
+        stop(relay)
+        if late is not None:
+            stop(late.process)
 
 
 def test_a_delivery_gives_up_when_the_retry_window_closes_and_the_next_event_goes(
