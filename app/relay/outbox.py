@@ -31,6 +31,7 @@ from app.subscribers.service import listens
 
 # pg_advisory_xact_lock's key for "handing events on" (any constant unique to this use).
 PUBLISH_LOCK = 0x5041_594D_4F55_5431
+_DELIVERIES = cast(Table, EventDelivery.__table__)
 
 
 def event_body(event: Event) -> bytes:
@@ -145,6 +146,3 @@ async def _fan_out(session: AsyncSession, events: Sequence[Event], now: datetime
             now, not_before.get((row["endpoint_id"], row["object_id"]), now)
         )
     await session.execute(insert(_DELIVERIES), rows)
-
-
-_DELIVERIES = cast(Table, EventDelivery.__table__)
