@@ -79,7 +79,8 @@ class EventDelivery(Base):
 
 
 def new_delivery(event: Event, endpoint_id: str, now: datetime) -> dict[str, Any]:
-    """The row of a new delivery of `event` to the endpoint, due now: the relay's fan-out and
+    """The row of a new delivery of `event` to the endpoint, due now: the relay's fan-out (which
+    holds it back behind a pending delivery of the same object) and
     `POST /events/{id}/redeliver` both write it."""
     return {
         "id": new_id("del"),

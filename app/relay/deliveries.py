@@ -156,6 +156,20 @@ _LEASE = (
         _DELIVERIES.c.object_id,
     )
 )
+# An attempt's outcome for the deliveries `:ids`, leased by this relay (no other writes them
+# until the lease ends); those it moved.
+_MOVE = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id.in_(bindparam("ids", expanding=True)), _UNSETTLED)
+    .values(
+        status=bindparam("b_status"),
+        attempts=_DELIVERIES.c.attempts + 1,
+        next_attempt_at=bindparam("b_next"),
+        completed_at=bindparam("b_completed"),
+        leased_until=None,
+    )
+    .returning(_DELIVERIES.c.id)
+)
 # After a failed attempt, the same object's later deliveries to the endpoint are not due before
 # its retry (they cannot go before it), so that the claim's scan does not pass over them again
 # and again while an endpoint is down.
@@ -285,44 +299,35 @@ async def record(
     status afterwards, or `gone` when it was deleted meanwhile (its endpoint or event; nothing
     written for it)."""
     now = utcnow()
+    claimed = {delivery.id: delivery for delivery, _ in attempted}
     # Deliveries moving alike (all that succeeded, say) are written by one statement.
     moves: dict[tuple[str, datetime], list[str]] = defaultdict(list)
-    retry_at: dict[str, datetime] = {}
     for delivery, outcome in attempted:
         retry = None if outcome.succeeded else next_attempt(settings, delivery, now)
         status = "succeeded" if outcome.succeeded else ("failed" if retry is None else "pending")
         moves[(status, retry or now)].append(delivery.id)
-        if retry is not None:
-            retry_at[delivery.id] = retry
     written: dict[str, str] = {}
     async with sessions() as session, session.begin():
         for (status, next_at), ids in moves.items():
-            moved = await session.scalars(
-                update(_DELIVERIES)
-                # Leased by this relay: no other writes these rows until the lease ends.
-                .where(_DELIVERIES.c.id.in_(ids), _UNSETTLED)
-                .values(
-                    status=status,
-                    attempts=_DELIVERIES.c.attempts + 1,
-                    next_attempt_at=next_at,
-                    completed_at=None if status == "pending" else now,
-                    leased_until=None,
+            completed = None if status == "pending" else now
+            moved = list(
+                await session.scalars(
+                    _MOVE,
+                    {"ids": ids, "b_status": status, "b_next": next_at, "b_completed": completed},
                 )
-                .returning(_DELIVERIES.c.id)
             )
             written.update((delivery_id, status) for delivery_id in moved)
-        retried = [
-            {
-                "b_endpoint": delivery.endpoint_id,
-                "b_object": delivery.object_id,
-                "b_created": delivery.event_created,
-                "b_next": retry_at[delivery.id],
-            }
-            for delivery, _ in attempted
-            if written.get(delivery.id) == "pending"
-        ]
-        if retried:
-            await session.execute(_HOLD_BACK, retried)
+            if status == "pending" and moved:
+                held_back = [
+                    {
+                        "b_endpoint": claimed[delivery_id].endpoint_id,
+                        "b_object": claimed[delivery_id].object_id,
+                        "b_created": claimed[delivery_id].event_created,
+                        "b_next": next_at,
+                    }
+                    for delivery_id in moved
+                ]
+                await session.execute(_HOLD_BACK, held_back)
         attempts = [
             {
                 "delivery_id": delivery.id,

@@ -47,7 +47,7 @@ async def waiting(sessions: async_sessionmaker[AsyncSession]) -> bool:
     one statement, on Postgres through the direct pool (a few times cheaper than a session's
     transaction)."""
     engine = engine_of(sessions)
-    if engine.dialect.name == "postgresql":
+    if is_postgres(engine):
         rows = await pg_direct.fetch(engine, _WAITING, {})
         return bool(rows[0][0])
     async with sessions() as session:

@@ -88,8 +88,13 @@ async def _resolved_problem(host: str, port: int | None) -> str | None:
         return f"its host {host} could not be resolved"
     if not found:
         return f"its host {host} could not be resolved"
-    for *_, sockaddr in found:
-        address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
+    return _non_public(host, [str(sockaddr[0]) for *_, sockaddr in found])
+
+
+def _non_public(host: str, addresses: list[str]) -> str | None:
+    """Why `host`, resolved to `addresses`, may not receive deliveries; None if all are public."""
+    for found in addresses:
+        address = ipaddress.ip_address(found.partition("%")[0])
         kind = _address_kind(address)
         if kind is not None:
             return f"its host {host} resolves to {address}, {kind}"
@@ -111,12 +116,9 @@ class PublicOnlyResolver(AbstractResolver):
         if self._resolver is None:
             self._resolver = ThreadedResolver()
         found = await self._resolver.resolve(host, port, family)
-        for result in found:
-            address = ipaddress.ip_address(result["host"].partition("%")[0])
-            kind = _address_kind(address)
-            if kind is not None:
-                message = f"refused: its host {host} resolves to {address}, {kind}"
-                raise OSError(errno.EACCES, message)
+        problem = _non_public(host, [result["host"] for result in found])
+        if problem is not None:
+            raise OSError(errno.EACCES, f"refused: {problem}")
         return found
 
     async def close(self) -> None:
