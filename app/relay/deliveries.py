@@ -25,14 +25,14 @@ from datetime import datetime, timedelta
 from typing import cast
 
 import aiohttp
-from sqlalchemy import Integer, Select, Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import Integer, Select, Table, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.db import is_postgres
 from app.models import DeliveryAttempt, Event, EventDelivery, WebhookEndpoint
 from app.models.base import aware, utcnow
 from app.relay.outbox import event_body
+from app.relay.planner import walk_indexes
 from app.subscribers.signing import SIGNATURE_HEADER, active_secrets, sign
 from app.subscribers.urls import PublicOnlyResolver, refused_reason
 
@@ -122,16 +122,6 @@ def _due() -> Select[tuple[str]]:
 
 
 _DUE = _due()
-# For `_DUE` alone (`_STOP_WALKING` gives the planner its choice back): walk the due index in
-# its order and stop at `:limit`. Left to itself, on a table whose statistics were not yet
-# gathered (a backlog arriving on a new table), the planner fetched every pending delivery, ran
-# the subqueries on each, then sorted them all: 36 ms per claim at 5,000 pending instead of 2.
-_WALK_THE_DUE_INDEX = select(
-    func.set_config("enable_sort", "off", True), func.set_config("enable_bitmapscan", "off", True)
-)
-_STOP_WALKING = select(
-    func.set_config("enable_sort", "on", True), func.set_config("enable_bitmapscan", "on", True)
-)
 # A condition on deliveries looked up by id. Not `status = 'pending'`: that matches the
 # pending-only indexes, which the planner, from statistics that lag behind a backlog, preferred
 # to the primary key, then read every pending delivery.
@@ -155,6 +145,13 @@ _LEASE = (
         _DELIVERIES.c.event_id,
         _DELIVERIES.c.object_id,
     )
+)
+# What sending the deliveries `:ids` needs: their events and endpoints.
+_READ = (
+    select(_DELIVERIES.c.id, Event, WebhookEndpoint)
+    .join(Event, Event.id == _DELIVERIES.c.event_id)
+    .join(WebhookEndpoint, WebhookEndpoint.id == _DELIVERIES.c.endpoint_id)
+    .where(_DELIVERIES.c.id.in_(bindparam("ids", expanding=True)))
 )
 # An attempt's outcome for the deliveries `:ids`, leased by this relay (no other writes them
 # until the lease ends); those it moved.
@@ -193,12 +190,8 @@ async def claim(
     now = utcnow()
     lease = now + timedelta(seconds=settings.events_delivery_timeout_seconds + LEASE_MARGIN_SECONDS)
     async with sessions() as session, session.begin():
-        postgres = is_postgres(session)
-        if postgres:
-            await session.execute(_WALK_THE_DUE_INDEX)
+        await walk_indexes(session)
         candidates = list(await session.scalars(_DUE, {"now": now, "limit": limit}))
-        if postgres:
-            await session.execute(_STOP_WALKING)
         if not candidates:
             return []
         leased = list(
@@ -209,10 +202,7 @@ async def claim(
         rows = {
             delivery_id: (event, endpoint)
             for delivery_id, event, endpoint in await session.execute(
-                select(EventDelivery.id, Event, WebhookEndpoint)
-                .join(Event, Event.id == EventDelivery.event_id)
-                .join(WebhookEndpoint, WebhookEndpoint.id == EventDelivery.endpoint_id)
-                .where(EventDelivery.id.in_([row.id for row in leased]))
+                _READ, {"ids": [row.id for row in leased]}
             )
         }
     leased.sort(key=lambda row: (row.next_attempt_at, row.event_created, row.event_id))
@@ -308,6 +298,7 @@ async def record(
         moves[(status, retry or now)].append(delivery.id)
     written: dict[str, str] = {}
     async with sessions() as session, session.begin():
+        await walk_indexes(session)
         for (status, next_at), ids in moves.items():
             completed = None if status == "pending" else now
             moved = list(

@@ -4,8 +4,8 @@ row per listening endpoint, all or nothing.
 One relay at a time hands events on (a transaction-scoped advisory lock on Postgres), oldest
 first: with any number of relays, each object's events still leave in the order they were
 written. The rows are also locked (`FOR UPDATE SKIP LOCKED`), so that a discarded order's events
-are either handed on or deleted, never both; and on SQLite, marking them published first, only
-while unpublished, keeps two relays from handing on the same events. A failure (the broker
+are either handed on or deleted, never both; and on SQLite, choosing them and marking them
+published in one statement keeps two relays from handing on the same events. A failure (the broker
 down, a nack) rolls the whole batch back: its events stay unpublished and the next pass hands
 them on again, so an event may reach RabbitMQ twice (after a crash between the broker's
 confirm and the commit), never zero times.
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, exists, func, insert, select, update
+from sqlalchemy import Integer, Table, bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import pg_direct
@@ -27,6 +27,7 @@ from app.models import Event, EventDelivery, WebhookEndpoint
 from app.models.base import aware, utcnow
 from app.models.subscriber import new_delivery
 from app.relay.amqp import AmqpPublisher, Message
+from app.relay.planner import walk_indexes
 from app.subscribers.service import listens
 
 # pg_advisory_xact_lock's key for "handing events on" (any constant unique to this use).
@@ -40,6 +41,26 @@ def event_body(event: Event) -> bytes:
 
 
 _WAITING = select(exists().where(Event.published_at.is_(None)))
+# The oldest `:limit` unpublished events, marked published at `:now`, in one statement: on
+# SQLite, which has no row locks, that is what keeps two relays from handing on the same events.
+# The rows are chosen by walking the unpublished-only index and written by key, so the outer
+# condition is the key alone (with `published_at IS NULL` there too, the planner went through
+# that index again for every row it wrote).
+_HAND_ON = (
+    update(Event)
+    .where(
+        Event.id.in_(
+            select(Event.id)
+            .where(Event.published_at.is_(None))
+            .order_by(Event.created, Event.id)
+            .limit(bindparam("limit", type_=Integer))
+            .with_for_update(skip_locked=True)
+        )
+    )
+    .values(published_at=bindparam("now"))
+    .returning(Event)
+    .execution_options(synchronize_session=False)
+)
 
 
 async def waiting(sessions: async_sessionmaker[AsyncSession]) -> bool:
@@ -68,31 +89,15 @@ async def hand_on(
             select(func.pg_try_advisory_xact_lock(PUBLISH_LOCK))
         ):
             return []
-        events = list(
-            await session.scalars(
-                select(Event)
-                .where(Event.published_at.is_(None))
-                .order_by(Event.created, Event.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
+        await walk_indexes(session)
+        now = utcnow()
+        events = sorted(
+            await session.scalars(_HAND_ON, {"limit": limit, "now": now}),
+            key=lambda event: (event.created, event.id),
         )
         if not events:
             return []
-        # Marked first, and only while still unpublished: on SQLite, which has no row locks,
-        # this write is what keeps a second relay from handing the same events on.
-        now = utcnow()
-        marked = set(
-            await session.scalars(
-                update(Event)
-                .where(Event.id.in_([event.id for event in events]), Event.published_at.is_(None))
-                .values(published_at=now)
-                .returning(Event.id),
-                execution_options={"synchronize_session": False},
-            )
-        )
-        events = [event for event in events if event.id in marked]
-        if publisher is not None and events:
+        if publisher is not None:
             await publisher.publish([_message(event) for event in events])
         await _fan_out(session, events, now)
     return events
@@ -106,6 +111,22 @@ def _message(event: Event) -> Message:
         created=aware(event.created),
         body=event_body(event),
     )
+
+
+# The latest next attempt of the pending deliveries to `:endpoints` of `:objects`, per pair.
+_HELD = (
+    select(
+        _DELIVERIES.c.endpoint_id,
+        _DELIVERIES.c.object_id,
+        func.max(_DELIVERIES.c.next_attempt_at),
+    )
+    .where(
+        _DELIVERIES.c.status == "pending",
+        _DELIVERIES.c.endpoint_id.in_(bindparam("endpoints", expanding=True)),
+        _DELIVERIES.c.object_id.in_(bindparam("objects", expanding=True)),
+    )
+    .group_by(_DELIVERIES.c.endpoint_id, _DELIVERIES.c.object_id)
+)
 
 
 async def _fan_out(session: AsyncSession, events: Sequence[Event], now: datetime) -> None:
@@ -128,17 +149,11 @@ async def _fan_out(session: AsyncSession, events: Sequence[Event], now: datetime
     # A delivery behind a pending one of the same object (an endpoint failing) is not due
     # before that one's next attempt: it stays out of the claim's scan meanwhile.
     held = await session.execute(
-        select(
-            _DELIVERIES.c.endpoint_id,
-            _DELIVERIES.c.object_id,
-            func.max(_DELIVERIES.c.next_attempt_at),
-        )
-        .where(
-            _DELIVERIES.c.status == "pending",
-            _DELIVERIES.c.endpoint_id.in_(sorted({row["endpoint_id"] for row in rows})),
-            _DELIVERIES.c.object_id.in_(sorted({row["object_id"] for row in rows})),
-        )
-        .group_by(_DELIVERIES.c.endpoint_id, _DELIVERIES.c.object_id)
+        _HELD,
+        {
+            "endpoints": sorted({row["endpoint_id"] for row in rows}),
+            "objects": sorted({row["object_id"] for row in rows}),
+        },
     )
     not_before = {(endpoint, object_id): aware(at) for endpoint, object_id, at in held}
     for row in rows:
