@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -58,12 +59,19 @@ class EventRead(BaseModel):
 
     @classmethod
     def of(cls, row: Event) -> EventRead:
+        return cls.of_columns(row.id, row.type, row.created, row.cause, row.object)
+
+    @classmethod
+    def of_columns(
+        cls, event_id: str, event_type: str, created: datetime, cause: str, obj: dict[str, Any]
+    ) -> EventRead:
+        """From the event's columns, as a statement that reads no `Event` returns them."""
         return cls(
-            id=row.id,
-            type=row.type,
-            created=int(aware(row.created).timestamp()),
-            cause=row.cause,
-            data=EventData(object=row.object),
+            id=event_id,
+            type=event_type,
+            created=int(aware(created).timestamp()),
+            cause=cause,
+            data=EventData(object=obj),
         )
 
 

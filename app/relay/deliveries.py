@@ -29,11 +29,12 @@ from sqlalchemy import Integer, Select, Table, bindparam, insert, or_, select, u
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.events.schemas import EventRead
 from app.models import DeliveryAttempt, Event, EventDelivery, WebhookEndpoint
 from app.models.base import aware, utcnow
 from app.relay.outbox import event_body
 from app.relay.planner import walk_indexes
-from app.subscribers.signing import SIGNATURE_HEADER, active_secrets, sign
+from app.subscribers.signing import SIGNATURE_HEADER, secrets_in_force, sign
 from app.subscribers.urls import PublicOnlyResolver, refused_reason
 
 log = logging.getLogger("app.relay")
@@ -47,6 +48,7 @@ USER_AGENT = "payments-service-relay/1"
 _DELIVERIES = cast(Table, EventDelivery.__table__)
 _ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
 _ATTEMPTS = cast(Table, DeliveryAttempt.__table__)
+_EVENTS = cast(Table, Event.__table__)
 
 
 @dataclass(frozen=True)
@@ -144,13 +146,25 @@ _LEASE = (
         _DELIVERIES.c.event_created,
         _DELIVERIES.c.event_id,
         _DELIVERIES.c.object_id,
+        _DELIVERIES.c.endpoint_id,
     )
 )
-# What sending the deliveries `:ids` needs: their events and endpoints.
+# What sending the deliveries `:ids` needs: their events' columns and their endpoints'.
 _READ = (
-    select(_DELIVERIES.c.id, Event, WebhookEndpoint)
-    .join(Event, Event.id == _DELIVERIES.c.event_id)
-    .join(WebhookEndpoint, WebhookEndpoint.id == _DELIVERIES.c.endpoint_id)
+    select(
+        _DELIVERIES.c.id,
+        _EVENTS.c.id,
+        _EVENTS.c.type,
+        _EVENTS.c.created,
+        _EVENTS.c.cause,
+        _EVENTS.c.object,
+        _ENDPOINTS.c.url,
+        _ENDPOINTS.c.secret,
+        _ENDPOINTS.c.previous_secret,
+        _ENDPOINTS.c.previous_secret_expires_at,
+    )
+    .join(_EVENTS, _EVENTS.c.id == _DELIVERIES.c.event_id)
+    .join(_ENDPOINTS, _ENDPOINTS.c.id == _DELIVERIES.c.endpoint_id)
     .where(_DELIVERIES.c.id.in_(bindparam("ids", expanding=True)))
 )
 # An attempt's outcome for the deliveries `:ids`, leased by this relay (no other writes them
@@ -199,28 +213,41 @@ async def claim(
         )
         if not leased:
             return []
-        rows = {
-            delivery_id: (event, endpoint)
-            for delivery_id, event, endpoint in await session.execute(
-                _READ, {"ids": [row.id for row in leased]}
+        read = {
+            delivery_id: (
+                url,
+                secrets_in_force(secret, previous, previous_expires, now),
+                event_body(EventRead.of_columns(event_id, event_type, created, cause, obj)),
             )
+            for (
+                delivery_id,
+                event_id,
+                event_type,
+                created,
+                cause,
+                obj,
+                url,
+                secret,
+                previous,
+                previous_expires,
+            ) in await session.execute(_READ, {"ids": [row.id for row in leased]})
         }
     leased.sort(key=lambda row: (row.next_attempt_at, row.event_created, row.event_id))
     return [
         Claimed(
             id=row.id,
-            event_id=event.id,
-            endpoint_id=endpoint.id,
-            url=endpoint.url,
-            secrets=active_secrets(endpoint, now),
-            body=event_body(event),
+            event_id=row.event_id,
+            endpoint_id=row.endpoint_id,
+            url=url,
+            secrets=secrets,
+            body=body,
             attempts=row.attempts,
             created=aware(row.created),
             object_id=row.object_id,
             event_created=row.event_created,
         )
         for row in leased
-        for event, endpoint in [rows[row.id]]
+        for url, secrets, body in [read[row.id]]
     ]
 
 

@@ -35,9 +35,9 @@ PUBLISH_LOCK = 0x5041_594D_4F55_5431
 _DELIVERIES = cast(Table, EventDelivery.__table__)
 
 
-def event_body(event: Event) -> bytes:
+def event_body(event: EventRead) -> bytes:
     """What subscribers and the broker receive: the event as `GET /events/{id}` shows it."""
-    return EventRead.of(event).model_dump_json().encode()
+    return event.model_dump_json().encode()
 
 
 _WAITING = select(exists().where(Event.published_at.is_(None)))
@@ -109,7 +109,7 @@ def _message(event: Event) -> Message:
         type=event.type,
         object_id=event.object_id,
         created=aware(event.created),
-        body=event_body(event),
+        body=event_body(EventRead.of(event)),
     )
 
 

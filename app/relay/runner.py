@@ -37,28 +37,27 @@ BACKOFF_SECONDS = 1.0
 
 
 class _Failures:
-    """How one of the relay's loops reports failing passes: the first with its traceback, the
-    next ones as a line each, and the pass that works again. A database that is down would
-    otherwise print a traceback every second."""
+    """How one of the relay's loops reports failing passes: the first with its traceback
+    (unless the failure explains itself, as the broker's refusal does), the next ones as a line
+    each, and the pass that works again. A database that is down would otherwise print a
+    traceback every second."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, *, traceback: bool = True) -> None:
         self.what = what
+        self.traceback = traceback
         self.failing = 0
 
     def failed(self) -> None:
         self.failing += 1
-        if self.failing == 1:
+        if self.failing == 1 and self.traceback:
             log.exception("relay: %s failed", self.what)
-        else:
-            error = sys.exception()
-            first_line = next(iter(str(error).splitlines()), "")
-            log.warning(
-                "relay: %s failed again (%d in a row): %s: %s",
-                self.what,
-                self.failing,
-                type(error).__name__,
-                first_line,
-            )
+            return
+        error = sys.exception()
+        first_line = next(iter(str(error).splitlines()), "")
+        again = f" again ({self.failing} in a row)" if self.failing > 1 else ""
+        log.warning(
+            "relay: %s failed%s: %s: %s", self.what, again, type(error).__name__, first_line
+        )
 
     def passed(self) -> None:
         if self.failing:
@@ -129,13 +128,14 @@ class Relay:
 
     async def _hand_on_loop(self) -> None:
         failures = _Failures("handing events on")
+        broker = _Failures("handing events on to RabbitMQ (the batch goes again)", traceback=False)
         while not self._stopping.is_set():
             try:
                 events = []
                 if await waiting(self.sessions):
                     events = await hand_on(self.sessions, self.publisher, limit=BATCH)
-            except PublishFailed as exc:
-                log.warning("relay: RabbitMQ did not confirm a batch, retrying: %s", exc)
+            except PublishFailed:
+                broker.failed()
                 await self._pause(BACKOFF_SECONDS)
                 continue
             except Exception:
@@ -143,6 +143,8 @@ class Relay:
                 await self._pause(BACKOFF_SECONDS)
                 continue
             failures.passed()
+            if events:
+                broker.passed()
             if events:
                 self._wake.set()
                 if self.metrics is not None:

@@ -35,10 +35,18 @@ def sign(body: bytes, secrets: Sequence[str], timestamp: int) -> str:
 
 def active_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
     """The endpoint's secret, then its previous one while that is still within its grace."""
-    found = [endpoint.secret]
-    expires = endpoint.previous_secret_expires_at
-    if endpoint.previous_secret and expires is not None and aware(expires) > aware(now):
-        found.append(endpoint.previous_secret)
+    return secrets_in_force(
+        endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_expires_at, now
+    )
+
+
+def secrets_in_force(
+    secret: str, previous: str | None, previous_expires: datetime | None, now: datetime
+) -> list[str]:
+    """`active_secrets` from an endpoint's columns."""
+    found = [secret]
+    if previous and previous_expires is not None and aware(previous_expires) > aware(now):
+        found.append(previous)
     return found
 
 

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import signal
@@ -37,7 +38,8 @@ from app.db import create_engine as create_async
 from app.db import create_sessionmaker
 from app.relay import deliveries, planner
 from app.relay import outbox as outbox_module
-from app.relay.runner import prune
+from app.relay.amqp import PublishFailed
+from app.relay.runner import _Failures, prune
 from app.subscribers import signing
 from tests.app.test_webhooks import confirm_on_stripe, create_intent
 from tests.fixtures.emulator import free_port
@@ -575,6 +577,30 @@ def test_a_loop_that_keeps_failing_logs_one_traceback_then_a_line_each_time(
     assert all("\n" not in record for record in again), log
     assert "relay: handing events on failed again (2 in a row): " in again[0], log
     assert f"relay: handing events on works again after {len(again) + 1} failures" in log, log
+
+
+def test_a_broker_refusing_batches_logs_a_line_each_time_then_that_it_works_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """RabbitMQ down or nacking: each failed pass is one line that says why, no traceback (the
+    refusal explains itself), and the pass that publishes again says so."""
+    broker = _Failures("handing events on to RabbitMQ", traceback=False)
+    with caplog.at_level(logging.WARNING, logger="app.relay"):
+        for count in (3, 5):
+            try:
+                raise PublishFailed(f"the broker nacked {count} of 500 messages\nmore detail")
+            except PublishFailed:
+                broker.failed()
+        broker.passed()
+        broker.passed()  # a pass that works while nothing failed says nothing
+    assert [record.getMessage() for record in caplog.records] == [
+        "relay: handing events on to RabbitMQ failed: PublishFailed: "
+        "the broker nacked 3 of 500 messages",
+        "relay: handing events on to RabbitMQ failed again (2 in a row): PublishFailed: "
+        "the broker nacked 5 of 500 messages",
+        "relay: handing events on to RabbitMQ works again after 2 failures",
+    ]
+    assert [record.exc_info for record in caplog.records] == [None, None, None]
 
 
 def _plan(connection: Any, statement: Any, params: dict[str, Any]) -> str:
