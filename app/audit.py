@@ -32,6 +32,7 @@ Exit status: 0 when nothing affects money, 1 when something does, 2 when the aud
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -126,7 +127,8 @@ class Audit:
 
 async def audit(settings: Settings, *, since_days: int, min_age_seconds: int) -> Audit:
     """Hold the window's orders against Stripe (see the module's doc)."""
-    now = int(time.time())
+    # Rounded up: with no minimum age, what was written in this second is in the window.
+    now = math.ceil(time.time())
     report = Audit(since=now - since_days * 86400, until=now - min_age_seconds)
     async with connected(settings) as (sessions, gateway):
         intents = await _intents(gateway, report)
