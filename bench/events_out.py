@@ -127,7 +127,8 @@ def start_relay(database_url: str, **env: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "app", "relay"],
         cwd=ROOT,
-        env={**inherited, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING", **env},
+        # At the default level, INFO, as deployed: it logs failed attempts, not successes.
+        env={**inherited, "DATABASE_URL": database_url, "LOG_LEVEL": "INFO", **env},
     )
 
 

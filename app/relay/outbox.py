@@ -5,9 +5,9 @@ One relay at a time hands events on (a transaction-scoped advisory lock on Postg
 first: with any number of relays, each object's events still leave in the order they were
 written. The rows are also locked (`FOR UPDATE SKIP LOCKED`), so that a discarded order's events
 are either handed on or deleted, never both; and on SQLite, choosing them and marking them
-published in one statement keeps two relays from handing on the same events. A failure (the broker
-down, a nack) rolls the whole batch back: its events stay unpublished and the next pass hands
-them on again, so an event may reach RabbitMQ twice (after a crash between the broker's
+published in one statement keeps two relays from handing on the same events. A failure (the
+broker down, a nack) rolls the whole batch back: its events stay unpublished and the next pass
+hands them on again, so an event may reach RabbitMQ twice (after a crash between the broker's
 confirm and the commit), never zero times.
 """
 

@@ -426,6 +426,42 @@ def test_a_delivery_gives_up_when_the_retry_window_closes_and_the_next_event_goe
     assert all(moment(row["at"]) >= first_done for row in second_attempts)
 
 
+def test_the_relay_logs_each_failed_attempt_and_giving_up_but_not_each_success(
+    outbox: Outbox, receiver: Receiver
+) -> None:
+    """At the default level (INFO): a line per attempt that will be retried, a WARNING when a
+    delivery gives up, each with its delivery, event and endpoint; nothing per success (its
+    attempt row says it, and a line each cost a fifth of the relay's CPU in a burst)."""
+    hook = path()
+    healthy = outbox.add_endpoint(receiver.url + hook)
+    down = outbox.add_endpoint(f"http://127.0.0.1:{free_port()}/hook")
+    first, second = outbox.add_events(2, objects=1)
+    relay = start_relay(
+        outbox, stderr=subprocess.PIPE, LOG_LEVEL="INFO", EVENTS_RETRY_WINDOW_SECONDS="1"
+    )
+    try:
+        wait_until(
+            lambda: (
+                outbox.settled(healthy) == {"succeeded": 2}
+                and outbox.settled(down) == {"failed": 2}
+            ),
+            what="delivered to one endpoint, given up on the other",
+            timeout=20,
+        )
+    finally:
+        stop(relay)
+    assert relay.stderr is not None
+    log = relay.stderr.read().decode()
+    relay.stderr.close()
+    lines = [line for line in log.splitlines() if " app.relay delivery " in line]
+    assert not [line for line in lines if f" to {healthy}: " in line], log
+    retried = [line for line in lines if " INFO " in line and f" to {down}: pending (" in line]
+    gave_up = [line for line in lines if " WARNING " in line and f" to {down}: failed (" in line]
+    assert retried, log
+    assert {line.split(" of ")[1].split(" ")[0] for line in gave_up} == {first, second}, log
+    assert len(lines) == len(retried) + len(gave_up), log
+
+
 def test_a_disabled_endpoint_gets_nothing(outbox: Outbox, receiver: Receiver) -> None:
     hook = path()
     endpoint = outbox.add_endpoint(receiver.url + hook)
