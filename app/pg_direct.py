@@ -1,4 +1,5 @@
-"""The hot paths' statements on Postgres, run on asyncpg itself.
+"""The hot paths' statements on Postgres, run on asyncpg itself (the payment and webhook paths,
+and the relay's claim and record).
 
 SQLAlchemy's execution (its pool's checkout and reset, parameter processing, execution context,
 result wrapping, the greenlet hop into the async driver) cost more CPU than the statement's
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -124,6 +125,11 @@ class Connection:
         status = await self._driver.execute(compiled.sql, *compiled.args(params))
         count = status.rsplit(" ", 1)[-1]
         return int(count) if count.isdigit() else 0
+
+    async def executemany(self, statement: Executable, params: Sequence[Mapping[str, Any]]) -> None:
+        """The statement once per set of parameters, pipelined."""
+        compiled = _compiled(statement, self._dialect)
+        await self._driver.executemany(compiled.sql, [compiled.args(each) for each in params])
 
 
 async def close(engine: AsyncEngine) -> None:

@@ -105,6 +105,45 @@ def test_a_unique_violation_is_sqlalchemys_integrity_error_and_writes_nothing() 
     assert names == ["once"]
 
 
+def test_executemany_writes_each_set_and_one_refused_set_rolls_them_all_back() -> None:
+    """What the relay's record does with its attempts: one statement, many sets, in a
+    transaction; a set the server refuses fails the transaction as SQLAlchemy's error."""
+    assert POSTGRES is not None
+    names = Table(
+        f"pg_direct_{secrets.token_hex(4)}",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("name", String(20), unique=True),
+    )
+    add = insert(names).values(name=bindparam("name"))
+
+    async def work(engine: AsyncEngine) -> tuple[list[str], type[BaseException] | None, list[str]]:
+        async with engine.begin() as connection:
+            await connection.run_sync(names.metadata.create_all)
+        listed = select(names.c.name).order_by(names.c.id)
+        try:
+            async with pg_direct.transaction(engine) as transaction:
+                await transaction.executemany(add, [{"name": "a"}, {"name": "b"}, {"name": "c"}])
+            first = [row["name"] for row in await pg_direct.fetch(engine, listed, {})]
+            error: type[BaseException] | None = None
+            try:
+                async with pg_direct.transaction(engine) as transaction:
+                    await transaction.executemany(add, [{"name": "d"}, {"name": "a"}])
+            except IntegrityError as exc:
+                error = type(exc)
+            after = [row["name"] for row in await pg_direct.fetch(engine, listed, {})]
+            return first, error, after
+        finally:
+            async with engine.begin() as connection:
+                await connection.run_sync(names.metadata.drop_all)
+
+    first, error, after = with_engine(POSTGRES, work)
+
+    assert first == ["a", "b", "c"]
+    assert error is IntegrityError
+    assert after == ["a", "b", "c"]  # "d" went with the refused set's transaction
+
+
 def test_a_rollback_asked_for_writes_nothing_and_keeps_the_connection() -> None:
     assert POSTGRES is not None
     names = Table(f"pg_direct_{secrets.token_hex(4)}", MetaData(), Column("name", String(20)))

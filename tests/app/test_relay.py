@@ -685,14 +685,15 @@ def test_the_relays_statements_walk_their_indexes_whatever_the_statistics(
             connection.execute(text("ANALYZE event_deliveries"))
     some = [f"del_{i[4:]}" for i in ids[:25]]
     later = now + timedelta(seconds=40)
+    by_ids = deliveries._by_ids(postgres=True)
     statements = {
         "hand on": (outbox_module._HAND_ON, {"limit": 500, "now": now}),
         "fan out": (outbox_module._HELD, {"endpoints": [endpoint], "objects": ["ord_relay_1"]}),
         "claim": (deliveries._DUE, {"now": now, "limit": 25}),
-        "lease": (deliveries._LEASE, {"ids": some, "now": now, "lease": later}),
-        "read": (deliveries._READ, {"ids": some}),
+        "lease": (by_ids.lease, {"ids": some, "now": now, "lease": later}),
+        "read": (by_ids.read, {"ids": some}),
         "settle": (
-            deliveries._MOVE,
+            by_ids.move,
             {"ids": some, "b_status": "pending", "b_next": later, "b_completed": None},
         ),
         "hold back": (
