@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, text
 
 from app.config import SANDBOX_STRIPE_KEY, Settings
 from app.startup import banner
-from tests.fixtures.emulator import free_port
+from tests.fixtures.emulator import free_port, free_ports
 from tests.fixtures.service import _backends, postgres_database, sync_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,7 +148,7 @@ class TestRun:
     def test_serves_on_the_chosen_ports_with_stripe_and_webhooks_on_its_emulator(
         self, workdir: Path, database_url: str
     ) -> None:
-        port, emulator_port = free_port(), free_port()
+        port, emulator_port = free_ports(2)
         env = {} if database_url.startswith("sqlite") else {"DATABASE_URL": database_url}
         run = Run(workdir, "--port", str(port), "--emulator-port", str(emulator_port), **env)
         try:
@@ -207,7 +207,7 @@ class TestRun:
             run.stop()
 
     def test_sigterm_stops_both_processes_and_exits_0(self, workdir: Path) -> None:
-        port, emulator_port = free_port(), free_port()
+        port, emulator_port = free_ports(2)
         run = Run(workdir, "--port", str(port), "--emulator-port", str(emulator_port))
         try:
             run.wait_ready(f"http://127.0.0.1:{port}")
@@ -221,7 +221,7 @@ class TestRun:
             run.stop()
 
     def test_the_service_fails_after_start_run_exits_non_zero(self, workdir: Path) -> None:
-        port, emulator_port = free_port(), free_port()
+        port, emulator_port = free_ports(2)
         run = Run(workdir, "--port", str(port), "--emulator-port", str(emulator_port))
         try:
             run.wait_ready(f"http://127.0.0.1:{port}")
@@ -235,7 +235,7 @@ class TestRun:
             run.stop()
 
     def test_a_taken_emulator_port_stops_it_before_anything_starts(self, workdir: Path) -> None:
-        port, emulator_port = free_port(), free_port()
+        port, emulator_port = free_ports(2)
         with taken(emulator_port):
             run = Run(workdir, "--port", str(port), "--emulator-port", str(emulator_port))
             code = run.wait()
@@ -249,7 +249,7 @@ class TestRun:
         assert not (workdir / "var").exists()
 
     def test_the_emulator_port_comes_from_stripe_api_base(self, workdir: Path) -> None:
-        port, emulator_port = free_port(), free_port()
+        port, emulator_port = free_ports(2)
         with taken(emulator_port):
             run = Run(
                 workdir, "--port", str(port), STRIPE_API_BASE=f"http://127.0.0.1:{emulator_port}"
@@ -260,7 +260,7 @@ class TestRun:
         assert f"port {emulator_port} is in use" in run.log
 
     def test_a_taken_service_port_stops_it_before_anything_starts(self, workdir: Path) -> None:
-        port, emulator_port = free_port(), free_port()
+        port, emulator_port = free_ports(2)
         with taken(port):
             run = Run(workdir, "--port", str(port), "--emulator-port", str(emulator_port))
             code = run.wait()
