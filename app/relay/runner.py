@@ -145,7 +145,6 @@ class Relay:
             failures.passed()
             if events:
                 broker.passed()
-            if events:
                 self._wake.set()
                 if self.metrics is not None:
                     self.metrics.events_handed_on.inc(len(events))

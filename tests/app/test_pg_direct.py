@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.dml import Insert
 
 from app import pg_direct
 from app.db import autocommit, create_engine
@@ -54,6 +55,17 @@ def with_engine(url: str, work: Callable[[AsyncEngine], Awaitable[Any]]) -> Any:
     return asyncio.run(run())
 
 
+def unique_names() -> tuple[Table, Insert]:
+    """A table of its own with a unique `name`, and the INSERT of one `:name`."""
+    names = Table(
+        f"pg_direct_{secrets.token_hex(4)}",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("name", String(20), unique=True),
+    )
+    return names, insert(names).values(name=bindparam("name"))
+
+
 def test_the_urls_options_reach_the_driver_as_sqlalchemy_passes_them() -> None:
     assert POSTGRES is not None
     # `ssl` and `prepared_statement_cache_size` are SQLAlchemy's asyncpg options; in a libpq
@@ -71,13 +83,7 @@ def test_the_urls_options_reach_the_driver_as_sqlalchemy_passes_them() -> None:
 
 def test_a_unique_violation_is_sqlalchemys_integrity_error_and_writes_nothing() -> None:
     assert POSTGRES is not None
-    names = Table(
-        f"pg_direct_{secrets.token_hex(4)}",
-        MetaData(),
-        Column("id", Integer, primary_key=True),
-        Column("name", String(20), unique=True),
-    )
-    add = insert(names).values(name=bindparam("name"))
+    names, add = unique_names()
 
     async def work(engine: AsyncEngine) -> tuple[int, type[BaseException] | None, list[str]]:
         async with engine.begin() as connection:
@@ -109,13 +115,7 @@ def test_executemany_writes_each_set_and_one_refused_set_rolls_them_all_back() -
     """What the relay's record does with its attempts: one statement, many sets, in a
     transaction; a set the server refuses fails the transaction as SQLAlchemy's error."""
     assert POSTGRES is not None
-    names = Table(
-        f"pg_direct_{secrets.token_hex(4)}",
-        MetaData(),
-        Column("id", Integer, primary_key=True),
-        Column("name", String(20), unique=True),
-    )
-    add = insert(names).values(name=bindparam("name"))
+    names, add = unique_names()
 
     async def work(engine: AsyncEngine) -> tuple[list[str], type[BaseException] | None, list[str]]:
         async with engine.begin() as connection:
