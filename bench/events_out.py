@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
-import aiohttp
 import httpx
 from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy import Engine, create_engine, text
@@ -260,7 +259,7 @@ async def bare_post(url: str, rows: list[dict[str, Any]]) -> float:
         for r in rows
     ]  # fmt: skip
     queue = iter(claimed)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as http:
+    async with deliveries.http_session(settings, CONCURRENCY) as http:
 
         async def worker() -> None:
             for delivery in queue:

@@ -58,7 +58,7 @@ from app.models import DeliveryAttempt, Event, EventDelivery, WebhookEndpoint
 from app.models.base import aware, utcnow
 from app.relay.outbox import event_body
 from app.relay.planner import INDEX_WALKS
-from app.subscribers.signing import SIGNATURE_HEADER, secrets_in_force, sign
+from app.subscribers.signing import SIGNATURE_HEADER, active_secrets, sign
 from app.subscribers.urls import PublicOnlyResolver, refused_reason
 
 log = logging.getLogger("app.relay")
@@ -339,7 +339,7 @@ async def claim(
         read = {
             delivery_id: (
                 url,
-                secrets_in_force(secret, previous, previous_expires, now),
+                active_secrets(secret, previous, previous_expires, now),
                 event_body(
                     EventRead.of_columns(event_id, event_type, created, cause, orjson.loads(obj))
                 ),

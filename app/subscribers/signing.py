@@ -10,7 +10,6 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 
-from app.models import WebhookEndpoint
 from app.models.base import aware
 
 SIGNATURE_HEADER = "Payments-Signature"
@@ -33,17 +32,10 @@ def sign(body: bytes, secrets: Sequence[str], timestamp: int) -> str:
     return ",".join([f"t={timestamp}", *(f"v1={_digest(s, timestamp, body)}" for s in secrets)])
 
 
-def active_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
-    """The endpoint's secret, then its previous one while that is still within its grace."""
-    return secrets_in_force(
-        endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_expires_at, now
-    )
-
-
-def secrets_in_force(
+def active_secrets(
     secret: str, previous: str | None, previous_expires: datetime | None, now: datetime
 ) -> list[str]:
-    """`active_secrets` from an endpoint's columns."""
+    """An endpoint's secret, then its previous one while that is still within its grace."""
     found = [secret]
     if previous and previous_expires is not None and aware(previous_expires) > aware(now):
         found.append(previous)
