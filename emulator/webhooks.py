@@ -51,6 +51,8 @@ class Webhooks:
         self.faults_source: Callable[[str], Fault | None] = lambda _type: None
         self.log: deque[dict[str, Any]] = deque(maxlen=5000)
         self.generation = 0
+        # POSTs sent and not yet answered; a reset does not recall them.
+        self.in_flight = 0
         self._queues: dict[str, asyncio.Queue[Delivery]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._held: list[list[Delivery]] = []
@@ -116,8 +118,6 @@ class Webhooks:
     async def _worker(self, queue: asyncio.Queue[Delivery]) -> None:
         while True:
             delivery = await queue.get()
-            if delivery.generation != self.generation:
-                continue
             batch = [delivery]
             # Duplicates of one event (a fault) go out together, as parallel deliveries.
             while not queue.empty() and queue._queue[0].event is delivery.event:  # type: ignore[attr-defined]
@@ -125,11 +125,14 @@ class Webhooks:
             await asyncio.gather(*(self._send(d, queue) for d in batch))
 
     async def _send(self, delivery: Delivery, queue: asyncio.Queue[Delivery]) -> None:
+        if delivery.generation != self.generation:
+            return  # queued before a reset
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.config.webhook_timeout_s)
         header = sign(delivery.payload, delivery.secret, self.now())
         status: int | None = None
         error: str | None = None
+        self.in_flight += 1
         try:
             response = await self._client.post(
                 delivery.url,
@@ -143,6 +146,8 @@ class Webhooks:
             status = response.status_code
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.in_flight -= 1
         self._record(delivery, status=status, error=error)
         if status is not None and 200 <= status < 300:
             delivery.event["pending_webhooks"] = max(0, delivery.event["pending_webhooks"] - 1)

@@ -80,13 +80,15 @@ def deliveries(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
 
 @router.route("GET", "/_emulator/health")
 def health(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
-    """Objects stored by kind, and the idempotency keys' answers since the last reset: 409s
-    `idempotency_key_in_use` (`in_use`) and replayed results (`replayed`)."""
+    """Objects stored by kind; the idempotency keys' answers since the last reset: 409s
+    `idempotency_key_in_use` (`in_use`) and replayed results (`replayed`); and the webhook POSTs
+    sent and not yet answered (`webhooks.in_flight`, which a reset does not recall)."""
     keys = ctx.emu.idempotency
     return {
         "status": "ok",
         "objects": {k: len(c) for k, c in ctx.store.collections.items()},
         "idempotency": {"keys": len(keys.saved), "in_use": keys.in_use, "replayed": keys.replayed},
+        "webhooks": {"in_flight": ctx.emu.webhooks.in_flight},
     }
 
 

@@ -208,6 +208,33 @@ class TestRetries:
         for customer_id in ids:
             webhooks.wait_for_event("customer.created", customer_id)
 
+    def test_a_reset_drops_queued_deliveries_but_counts_the_one_already_sent(
+        self, client: stripe.StripeClient, webhooks: WebhookReceiver, controls: httpx.Client
+    ) -> None:
+        def in_flight() -> int:
+            count: int = controls.get("/_emulator/health").json()["webhooks"]["in_flight"]
+            return count
+
+        webhooks.gate.clear()
+        sent = new_customer(client)
+        new_customer(client)
+        deadline = time.monotonic() + 10
+        while in_flight() != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert in_flight() == 1
+        controls.delete("/_emulator/data").raise_for_status()
+        assert in_flight() == 1
+        webhooks.gate.set()
+        webhooks.wait_for_event("customer.created", sent.id)
+        while in_flight() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert in_flight() == 0
+        time.sleep(0.3)
+        # The second customer's delivery was queued behind the first and went with the reset.
+        assert [r.event["data"]["object"]["id"] for r in webhooks.received] == [sent.id]
+        log = controls.get("/_emulator/webhooks/deliveries").json()["data"]
+        assert [(d["type"], d["status"]) for d in log] == [("customer.created", 200)]
+
 
 class TestWebhookFaults:
     def test_duplicate(
