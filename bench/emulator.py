@@ -16,7 +16,8 @@ import sys
 import time
 import urllib.request
 
-from bench.wrk import Run, free_port, run_wrk
+from bench.wrk import Run, run_wrk
+from tests.fixtures.emulator import free_port
 
 API_KEY = "sk_test_bench"
 BODY = "amount=2000&currency=usd&automatic_payment_methods[enabled]=true&metadata[order_id]=42"

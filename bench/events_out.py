@@ -51,7 +51,7 @@ from app.relay.runner import CONCURRENCY
 from bench.reconcile import sync_url
 from bench.scale import migrate
 from bench.service import recreate, service_env, stop, wait_for_port
-from bench.wrk import free_port
+from tests.fixtures.emulator import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:5432/bench_events_out"

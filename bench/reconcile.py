@@ -43,7 +43,8 @@ from sqlalchemy.engine import make_url
 
 from app.reconcile import OVERLAP_SECONDS
 from bench.service import recreate
-from bench.wrk import free_port, run_wrk
+from bench.wrk import run_wrk
+from tests.fixtures.emulator import free_port
 
 API_KEY = "sk_test_bench_reconcile"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from bench import scale_reads
 from bench.service import recreate, service_env, stop, uvicorn, wait_for_port
 from bench.webhook_backlog import rss_kb
-from bench.wrk import free_port
+from tests.fixtures.emulator import free_port
 
 DEFAULT_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:5432/bench_scale"
 BEFORE_INDEXES = "d41c7e9a2b10"

@@ -41,7 +41,8 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.wrk import Run, free_port, run_wrk
+from bench.wrk import Run, run_wrk
+from tests.fixtures.emulator import free_port, free_ports
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:5432/payments_bench"
@@ -150,7 +151,7 @@ def uvicorn(app: str, port: int, workers: int, env: dict[str, str]) -> subproces
 @contextmanager
 def stack(database_url: str, node_dir: Path, latency_ms: int, workers: int) -> Iterator[Stack]:
     """The emulator, the service and the anchors, all pointed at that emulator."""
-    emulator_port, service_port, express_port, bare_port = (free_port() for _ in range(4))
+    emulator_port, service_port, express_port, bare_port = free_ports(4)
     emulator_base = f"http://127.0.0.1:{emulator_port}"
     command = [sys.executable, "-m", "emulator", "--port", str(emulator_port), "--empty"]
     if latency_ms:

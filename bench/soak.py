@@ -62,7 +62,7 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from bench.service import recreate
-from tests.fixtures.emulator import free_port, make_client, start_emulator, stop_emulator
+from tests.fixtures.emulator import free_ports, make_client, start_emulator, stop_emulator
 from tests.fixtures.service import (
     API_KEY,
     SERVICE_WEBHOOK_SECRET,
@@ -327,7 +327,7 @@ def main() -> int:
     started = time.monotonic()
     recreate(args.database_url)
     migrate(args.database_url)
-    ports = [free_port(), free_port()]
+    *ports, emulator_port = free_ports(3)
     hooks = [a for p in ports for a in ("--webhook-url", f"http://127.0.0.1:{p}/webhooks/stripe")]
     emulator = start_emulator(
         *hooks,
@@ -337,6 +337,7 @@ def main() -> int:
         "300",
         "--webhook-max-attempts",
         "10",
+        port=emulator_port,
     )
     processes = [start_service(args.database_url, emulator.url, p, **SERVICE_ENV) for p in ports]
     services = Services([f"http://127.0.0.1:{p}" for p in ports], [True, True])

@@ -52,7 +52,7 @@ from bench.service import (
     uvicorn,
     wait_for_port,
 )
-from bench.wrk import free_port
+from tests.fixtures.emulator import free_port, free_ports
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:5432/bench_webhooks_backlog"
@@ -436,7 +436,7 @@ def main() -> None:
         load_orders(connection, "bi", per_run * args.rounds)
         load_orders(connection, "bb", orders)
         connection.execute(text("ANALYZE"))
-    service_port, bare_port = free_port(), free_port()
+    service_port, bare_port = free_ports(2)
     service = uvicorn("app.main:app", service_port, args.workers, env)
     bare = uvicorn(
         "bench.webhook_bare:app",

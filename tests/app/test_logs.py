@@ -25,6 +25,7 @@ from app.log import JsonFormatter, RedactionFilter, Redactor
 from tests.fixtures.emulator import (
     EmulatorProcess,
     free_port,
+    free_ports,
     start_emulator,
     stop_emulator,
 )
@@ -107,11 +108,12 @@ class Wired:
 def wired_service(*emulator_args: str, **env: str) -> Iterator[Wired]:
     """An emulator whose signed webhooks go to one logged service (`env` on top of its own)."""
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
+        port, emulator_port = free_ports(2)
         emulator = start_emulator(
             "--webhook-url", f"http://127.0.0.1:{port}/webhooks/stripe",
             "--webhook-secret", SERVICE_WEBHOOK_SECRET,
             *emulator_args,
+            port=emulator_port,
         )  # fmt: skip
         try:
             service = start_logged_service(tmp, emulator.url, port=port, **env)

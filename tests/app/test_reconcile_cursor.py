@@ -20,7 +20,7 @@ import stripe
 from sqlalchemy import Engine, create_engine, text
 
 from app.reconcile_cursor import LOCK_KEYS
-from tests.fixtures.emulator import free_port, sdk_client, start_emulator, stop_emulator
+from tests.fixtures.emulator import free_ports, sdk_client, start_emulator, stop_emulator
 from tests.fixtures.service import (
     API_KEY,
     SERVICE_WEBHOOK_SECRET,
@@ -117,12 +117,13 @@ class Solo:
 
 @pytest.fixture
 def solo(stack: Stack) -> Iterator[Solo]:
-    port = free_port()
+    port, emulator_port = free_ports(2)
     emulator = start_emulator(
         "--webhook-url",
         f"http://127.0.0.1:{port}/webhooks/stripe",
         "--webhook-secret",
         SERVICE_WEBHOOK_SECRET,
+        port=emulator_port,
     )
     try:
         with (

@@ -28,7 +28,7 @@ from tests.app.test_webhooks import (
     inbox,
     snapshot,
 )
-from tests.fixtures.emulator import free_port, make_client, start_emulator, stop_emulator
+from tests.fixtures.emulator import free_ports, make_client, start_emulator, stop_emulator
 from tests.fixtures.service import (
     API_KEY,
     SERVICE_WEBHOOK_SECRET,
@@ -403,7 +403,7 @@ class TestDatabaseDown:
                 )
 
     def test_5xx_while_down_then_the_redelivery_applies_once(self, own_database: str) -> None:
-        port = free_port()
+        port, emulator_port = free_ports(2)
         emulator = start_emulator(
             "--webhook-url",
             f"http://127.0.0.1:{port}/webhooks/stripe",
@@ -411,6 +411,7 @@ class TestDatabaseDown:
             SERVICE_WEBHOOK_SECRET,
             "--webhook-retry-base-ms",
             "500",
+            port=emulator_port,
         )
         service = start_service(own_database, emulator.url, port)
         api = httpx.Client(
