@@ -396,7 +396,8 @@ def backlog_leg(database_url: str, engine: Engine, held_back: int) -> None:
     """A claim while an endpoint is down: `held_back` deliveries to it (1,000 objects) wait
     behind each object's failing oldest one, and a healthy endpoint has deliveries due. The
     claim's time (25 of the healthy endpoint's), with the held-back deliveries' times as first
-    written, then moved to their predecessor's retry as the relay now does."""
+    written, then moved to their predecessor's retry as the relay now does, then once more after
+    a VACUUM has removed the dead index entries that move left."""
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM events"))
         for endpoint in ("we_down", "we_up"):
@@ -433,12 +434,18 @@ def backlog_leg(database_url: str, engine: Engine, held_back: int) -> None:
         for sql in HOLD_BACK_SQL:
             connection.execute(text(sql))
     after = asyncio.run(claims())
+    # The hold-back rewrote every held-back row's indexed next_attempt_at: the due index keeps
+    # their dead entries until a vacuum, which autovacuum does in a service that runs for long.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("VACUUM ANALYZE event_deliveries"))
+    vacuumed = asyncio.run(claims())
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM events"))
         connection.execute(text("DELETE FROM webhook_endpoints"))
     print(
         f"a claim with {held_back:,} deliveries held back behind a down endpoint: "
-        f"{before:.1f} ms with their times as first written, {after:.1f} ms held back to the retry"
+        f"{before:.1f} ms with their times as first written, "
+        f"{after:.1f} ms held back to the retry, {vacuumed:.1f} ms after a VACUUM"
     )
 
 
